@@ -1,0 +1,3 @@
+from centralino.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,297 @@
+"""The control process: wires storage, the SIP core, transports, registrar, security and API
+together, and runs them under one TaskGroup with phased shutdown and hot reload."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .api.server import ApiServer
+from .config.loader import LoadedPlan, PlanInvalid, load_plan
+from .config.schema import Plan
+from .storage.database import Database, storage_path
+from .switch.authentication import Authenticator
+from .switch.core import IncomingRequest, SipCore
+from .switch.location import LocationService
+from .switch.qualify import Qualifier
+from .switch.registrar import Registrar
+from .switch.security import SecurityEvent, SecurityGuard
+from .switch.sip.message import Response
+from .switch.transport.manager import TransportManager, make_client_ssl_context, make_server_ssl_context
+
+log = logging.getLogger("centralino")
+
+
+@dataclass
+class RunOptions:
+    plan_path: str | None = None
+    sip_trace: bool = False
+    drain_seconds: float = 10.0
+
+
+class Switch:
+    def __init__(self, loaded: LoadedPlan, options: RunOptions | None = None) -> None:
+        self.loaded = loaded
+        self.options = options or RunOptions()
+        self.passwords: dict[str, str] = {}
+        self.generated: dict[str, str] = {}
+        self.started_at = time.time()
+        self.db: Database | None = None
+        self.core: SipCore | None = None
+        self.transports: TransportManager | None = None
+        self.api = ApiServer()
+        self.location = LocationService()
+        self._stop = asyncio.Event()
+        self.ready = asyncio.Event()
+        self._tg: asyncio.TaskGroup | None = None
+
+    @property
+    def plan(self) -> Plan:
+        return self.loaded.plan
+
+    # -- start-up ----------------------------------------------------------------------------
+    async def run(self) -> None:
+        plan = self.plan
+        self.db = Database(storage_path(plan.server.storage))
+        await self.db.open()
+        self.location.db = self.db
+        restored = await self.location.load(time.time())
+        secret = await self._meta_secret("nonce-secret")
+        await self._resolve_passwords()
+
+        sec = plan.server.security
+        self.security = SecurityGuard(sec, on_event=self._record_security_event)
+        self.security.trust([n for t in plan.trunks.values() for n in t.allow_from])
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                sip = plan.server.sip
+                self.core = SipCore(
+                    security=self.security, domain=sip.domain, user_agent=sip.user_agent,
+                    force_rport=sip.force_rport, t1=sip.t1, spawn=tg.create_task,
+                )
+                self.auth = Authenticator(
+                    sip.realm or sip.domain, self.passwords.get, self.security,
+                    algorithms=tuple(sec.auth_algorithms), nonce_lifetime=sec.nonce_lifetime,
+                    secret=secret,
+                )
+                self.registrar = Registrar(
+                    self.core, self.location, self.auth, plan.server.registrar, self._max_contacts,
+                )
+                self.core.on("OPTIONS", self._options)
+                self.core.on("INVITE", self._invite)
+                ssl_server = make_server_ssl_context(sip.tls.cert, sip.tls.key) if sip.tls else None
+                self.transports = TransportManager(
+                    self.core, idle_timeout=sip.tcp_idle_timeout, trace=self.options.sip_trace,
+                    ssl_server=ssl_server, ssl_client=make_client_ssl_context(),
+                )
+                self.core.transports = self.transports
+                await self.transports.start(sip.listen_addresses)
+                self._setup_api()
+                await self.api.start(plan.server.api.listen)
+                self._install_signals()
+                tg.create_task(self.location.run_expiry(time.time), name="expiry")
+                self.qualifier = Qualifier(self.core, self.location, plan.server.registrar.qualify_interval)
+                tg.create_task(self.qualifier.run(), name="qualify")
+                self._announce(restored)
+                self.ready.set()
+                await self._stop.wait()
+                await self._shutdown()
+                raise _Stopped
+        except* _Stopped:
+            pass
+        finally:
+            if self.core is not None:
+                self.core.close()
+            if self.db is not None:
+                await self.db.close()
+
+    async def _meta_secret(self, key: str) -> bytes:
+        assert self.db is not None
+        row = await self.db.fetchone("SELECT value FROM meta WHERE key = ?", (key,))
+        if row is not None:
+            return bytes.fromhex(row["value"])
+        value = os.urandom(32)
+        await self.db.write([("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value.hex()))])
+        return value
+
+    async def _resolve_passwords(self) -> None:
+        """Extensions without a password get one generated once and kept in the database."""
+        assert self.db is not None
+        passwords: dict[str, str] = {}
+        generated: dict[str, str] = {}
+        for name, ext in self.plan.extensions.items():
+            if ext.password is not None:
+                passwords[name] = ext.password
+                continue
+            key = f"password:{name}"
+            row = await self.db.fetchone("SELECT value FROM meta WHERE key = ?", (key,))
+            if row is None:
+                value = secrets.token_urlsafe(9)
+                await self.db.write([("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))])
+            else:
+                value = row["value"]
+            passwords[name] = generated[name] = value
+        self.passwords.clear()
+        self.passwords.update(passwords)
+        self.generated = generated
+
+    def _announce(self, restored: int) -> None:
+        assert self.transports is not None
+        where = ", ".join(f"{t}:{h}:{p}" for t, (h, p) in self.transports.listening)
+        print(f"Centralino {self._version()} running the plan {self.loaded.source}", flush=True)
+        print(f"  SIP on {where}; domain {self.plan.server.sip.domain}", flush=True)
+        if self.api.address:
+            print(f"  control API on http://{self.api.address[0]}:{self.api.address[1]}", flush=True)
+        print(f"  {restored} registration(s) restored from {self.db.path if self.db else '-'}", flush=True)
+        for name, pw in self.generated.items():
+            ext = self.plan.extensions[name]
+            label = f" ({ext.name})" if ext.name else ""
+            print(f"  extension {name}{label}: user {name}, password {pw}", flush=True)
+
+    @staticmethod
+    def _version() -> str:
+        from . import __version__
+
+        return __version__
+
+    def _max_contacts(self, user: str) -> int | None:
+        ext = self.plan.extensions.get(user)
+        return ext.max_contacts if ext is not None else None
+
+    def _record_security_event(self, event: SecurityEvent) -> None:
+        if self.db is None or self._tg is None or event.kind not in ("ban", "ban-skipped"):
+            return
+        self._tg.create_task(self.db.write([(
+            "INSERT INTO security_events (at, source, kind, detail) VALUES (?, ?, ?, ?)",
+            (event.at, event.source, event.kind, event.detail),
+        )]))
+
+    # -- request handlers owned by the app until the B2BUA exists --------------------------------
+    async def _options(self, inc: IncomingRequest) -> Response:
+        assert self.core is not None
+        return self.core.make_response(inc, 200, headers=[
+            ("Allow", self.core.allow),
+            ("Accept", "application/sdp"),
+            ("Accept-Encoding", "identity"),
+            ("Accept-Language", "en"),
+            *([("Supported", ", ".join(sorted(self.core.supported)))] if self.core.supported else []),
+        ])
+
+    async def _invite(self, inc: IncomingRequest) -> Response:
+        assert self.core is not None
+        outcome = self.auth.check(inc.request, inc.source_ip, time.time(), proxy=True)
+        if outcome.user is None:
+            return self.core.make_response(inc, outcome.status, headers=outcome.headers)
+        # Calls are routed by the B2BUA (next milestone); until then say so honestly.
+        return self.core.make_response(
+            inc, 480, headers=[("Reason", 'SIP;cause=480;text="call routing not available yet"')]
+        )
+
+    # -- control API -------------------------------------------------------------------------------
+    def _setup_api(self) -> None:
+        async def status(_: bytes) -> tuple[int, Any]:
+            return 200, self.status()
+
+        async def reload(_: bytes) -> tuple[int, Any]:
+            errors = await self.reload()
+            return (200, {"ok": True, "plan": self.loaded.source}) if not errors else (
+                422, {"ok": False, "errors": errors})
+
+        self.api.route("GET", "/status", status)
+        self.api.route("POST", "/reload", reload)
+
+    def status(self) -> dict[str, Any]:
+        now = time.time()
+        regs = []
+        for b in sorted(self.location.all(), key=lambda b: (b.aor, b.registered_at)):
+            r = self.location.reachability.get((b.aor, b.contact_uri))
+            regs.append({
+                "aor": b.aor, "contact": b.contact_uri, "expires_in": b.expires_in(now), "q": b.q,
+                "source": str(b.flow), "user_agent": b.user_agent,
+                "reachable": None if r is None else r.reachable,
+                "rtt_ms": None if r is None or r.rtt is None else round(r.rtt * 1000, 1),
+            })
+        assert self.core is not None and self.transports is not None
+        return {
+            "version": self._version(),
+            "plan": self.loaded.source,
+            "uptime": round(now - self.started_at, 1),
+            "listening": [f"{t}:{h}:{p}" for t, (h, p) in self.transports.listening],
+            "registrations": regs,
+            "transactions": self.core.transaction_summary(),
+            "connections": self.transports.connection_count,
+            "counters": dict(self.core.counters),
+            "security": {
+                "bans": self.security.bans(now),
+                "dropped_rate_limited": self.security.dropped_rate,
+                "dropped_banned": self.security.dropped_banned,
+            },
+        }
+
+    # -- reload and shutdown -----------------------------------------------------------------------
+    async def reload(self) -> list[str]:
+        """Re-read the plan; a valid one replaces the old, an invalid one changes nothing."""
+        try:
+            new = load_plan(self.options.plan_path)
+        except PlanInvalid as exc:
+            for e in exc.errors:
+                log.error("reload refused: %s", e)
+            return [str(e) for e in exc.errors]
+        old = self.loaded
+        self.loaded = new
+        plan = new.plan
+        await self._resolve_passwords()
+        sec = plan.server.security
+        self.security.configure(sec)
+        self.security.trust([n for t in plan.trunks.values() for n in t.allow_from])
+        sip = plan.server.sip
+        self.auth.configure(sip.realm or sip.domain, tuple(sec.auth_algorithms), sec.nonce_lifetime)
+        self.registrar.config = plan.server.registrar
+        self.qualifier.interval = plan.server.registrar.qualify_interval
+        for aor in self.location.aors():
+            if aor not in plan.extensions:
+                log.info("extension %s left the plan: dropping its bindings", aor)
+                await self.location.remove_aor(aor)
+        if old.plan.server.sip.listen != sip.listen or old.plan.server.api != plan.server.api:
+            log.warning("listen addresses changed: they take effect at the next restart")
+        log.info("plan reloaded from %s", new.source)
+        return []
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
+            loop.add_signal_handler(signal.SIGTERM, self.stop)
+            loop.add_signal_handler(signal.SIGINT, self.stop)
+        except (NotImplementedError, RuntimeError):
+            pass  # not the main thread (tests)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _shutdown(self) -> None:
+        """Phases: stop listening, refuse new calls, drain transactions, then cancel."""
+        log.info("shutting down")
+        assert self.core is not None and self.transports is not None
+        self.transports.stop_listening()
+        self.core.accepting = False
+        deadline = time.monotonic() + self.options.drain_seconds
+        while len(self.core.layer.servers) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await self.api.close()
+        await self.transports.close()
+
+
+class _Stopped(Exception):
+    pass
+
+
+async def serve(loaded: LoadedPlan, options: RunOptions) -> None:
+    await Switch(loaded, options).run()

@@ -1,0 +1,160 @@
+"""The `centralino` command: run, check, status, reload, bench."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+from .config.loader import PlanInvalid, load_plan
+
+
+def _api_address(args: argparse.Namespace) -> str:
+    if getattr(args, "api", None):
+        return args.api
+    try:
+        return load_plan(args.config).plan.server.api.listen
+    except PlanInvalid as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .app import RunOptions, serve
+    from .logsetup import setup_logging
+
+    try:
+        loaded = load_plan(args.config)
+    except PlanInvalid as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    logcfg = loaded.plan.server.logging
+    setup_logging(args.log_level or logcfg.level, args.log_format or logcfg.format, sip_trace=args.sip_trace)
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    try:
+        runner(serve(loaded, RunOptions(plan_path=args.config, sip_trace=args.sip_trace)))
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        print(f"centralino: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    status = 0
+    for path in args.files:
+        try:
+            loaded = load_plan(path)
+        except PlanInvalid as exc:
+            for err in exc.errors:
+                print(err)
+            status = 1
+            continue
+        plan = loaded.plan
+        print(
+            f"{path}: OK ({len(plan.extensions)} extensions, {len(plan.trunks)} trunks, "
+            f"{len(plan.routes)} routes, {len(plan.queues)} queues)"
+        )
+    return status
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .api.server import call_api
+
+    address = _api_address(args)
+    try:
+        code, data = call_api(address, "GET", "/status")
+    except OSError as exc:
+        print(f"centralino status: no switch answering on {address}: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    print(f"Centralino {data['version']} — plan {data['plan']} — up {data['uptime']:.0f}s")
+    print(f"listening: {', '.join(data['listening'])}")
+    regs = data["registrations"]
+    print(f"\nregistrations ({len(regs)}):")
+    if regs:
+        print(f"  {'AOR':<10} {'contact':<44} {'expires':>7} {'source':<28} {'reach':<6} {'rtt':>7}  user agent")
+        for r in regs:
+            reach = {True: "yes", False: "NO", None: "-"}[r["reachable"]]
+            rtt = f"{r['rtt_ms']}ms" if r["rtt_ms"] is not None else "-"
+            print(f"  {r['aor']:<10} {r['contact'][:44]:<44} {r['expires_in']:>6}s {r['source']:<28} "
+                  f"{reach:<6} {rtt:>7}  {r['user_agent'][:30]}")
+    tx = data["transactions"]
+    print(f"\ntransactions: {tx['total']}" + "".join(f"\n  {k}: {v}" for k, v in sorted(tx["by_state"].items())))
+    print(f"connections: {data['connections']}")
+    sec = data["security"]
+    print(f"\nbans ({len(sec['bans'])}):" + "".join(
+        f"\n  {b['source']} for {b['remaining']}s more: {b['reason']}" for b in sec["bans"]))
+    print(f"dropped: {sec['dropped_rate_limited']} rate-limited, {sec['dropped_banned']} from banned sources")
+    return 0
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    from .api.server import call_api
+
+    address = _api_address(args)
+    try:
+        code, data = call_api(address, "POST", "/reload")
+    except OSError as exc:
+        print(f"centralino reload: no switch answering on {address}: {exc}", file=sys.stderr)
+        return 1
+    if data.get("ok"):
+        print(f"reloaded {data['plan']}")
+        return 0
+    print("reload refused; the running plan stays in force:", file=sys.stderr)
+    for e in data.get("errors", []):
+        print(f"  {e}", file=sys.stderr)
+    return 1
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench.runner import main as bench_main
+
+    return bench_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="centralino", description="Self-hosted softswitch and contact centre")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run the switch (the embedded default plan without --config)")
+    r.add_argument("--config", "-c", help="the routing plan (YAML)")
+    r.add_argument("--sip-trace", action="store_true", help="print every SIP message in and out")
+    r.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    r.add_argument("--log-format", choices=["text", "json"])
+    r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("check", help="validate plan files; every error with file, line and key path")
+    c.add_argument("files", nargs="+")
+    c.set_defaults(func=cmd_check)
+
+    for name, func, text in (("status", cmd_status, "registrations, transactions and bans of a running switch"),
+                             ("reload", cmd_reload, "re-read the plan of a running switch")):
+        s = sub.add_parser(name, help=text)
+        s.add_argument("--config", "-c", help="the plan the switch runs (to find its API address)")
+        s.add_argument("--api", help="the control API address HOST:PORT (overrides --config)")
+        if name == "status":
+            s.add_argument("--json", action="store_true")
+        s.set_defaults(func=func)
+
+    b = sub.add_parser("bench", help="SIPp benchmarks (see bench/)")
+    from .bench.runner import add_arguments
+
+    add_arguments(b)
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)

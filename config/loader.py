@@ -1,0 +1,142 @@
+"""YAML → Plan, with every error named by file, line and key path.
+
+The YAML is composed into nodes first so that each key path keeps the line it came from;
+pydantic's error locations are then mapped back onto those lines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from .schema import Plan, cross_references
+
+DEFAULT_PLAN_NAME = "<embedded default.yaml>"
+
+
+@dataclass(frozen=True)
+class PlanError:
+    file: str
+    line: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class PlanInvalid(Exception):
+    def __init__(self, errors: list[PlanError]) -> None:
+        super().__init__("\n".join(str(e) for e in errors))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class LoadedPlan:
+    plan: Plan
+    source: str  # the file name, or DEFAULT_PLAN_NAME
+    text: str
+
+
+def format_path(path: tuple) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _to_python(loader: yaml.SafeLoader, node: yaml.Node, path: tuple, lines: dict[tuple, int]) -> Any:
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if isinstance(key, (int, float, bool)) and not isinstance(key, bool):
+                key = key_node.value  # menu digits and extension numbers are names, not numbers
+            elif isinstance(key, bool) or key is None:
+                key = key_node.value
+            child = (*path, key)
+            lines[child] = key_node.start_mark.line + 1
+            if key in out:
+                raise PlanInvalid([PlanError("", key_node.start_mark.line + 1, format_path(child), "duplicate key")])
+            out[key] = _to_python(loader, value_node, child, lines)
+            lines[child] = key_node.start_mark.line + 1
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_python(loader, item, (*path, i), lines) for i, item in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
+
+
+def parse_plan_text(text: str, source: str) -> LoadedPlan:
+    """Validate a plan's text; raises PlanInvalid listing every error."""
+    lines: dict[tuple, int] = {}
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            data = {} if node is None else _to_python(loader, node, (), lines)
+        finally:
+            loader.dispose()
+    except PlanInvalid as exc:
+        raise PlanInvalid([PlanError(source, e.line, e.path, e.message) for e in exc.errors]) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PlanInvalid([PlanError(source, line, "", f"YAML syntax error: {problem}")]) from None
+    if not isinstance(data, dict):
+        raise PlanInvalid([PlanError(source, 1, "", "the plan must be a mapping of sections")])
+
+    def line_of(path: tuple) -> int | None:
+        while path:
+            if path in lines:
+                return lines[path]
+            path = path[:-1]
+        return lines.get(())
+
+    try:
+        plan = Plan.model_validate(data)
+    except ValidationError as exc:
+        errors = []
+        for err in exc.errors():
+            # drop pydantic's union/type tags from the location ('function-after[...]', 'str')
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in ("str", "list[str]", "int"))))
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            errors.append(PlanError(source, line_of(loc), format_path(loc), msg))
+        # one message per key path is enough (unions repeat themselves)
+        seen: set[tuple[str, str]] = set()
+        unique = []
+        for e in errors:
+            if (e.path, e.message) not in seen:
+                seen.add((e.path, e.message))
+                unique.append(e)
+        raise PlanInvalid(unique) from None
+    cross = cross_references(plan)
+    if cross:
+        raise PlanInvalid([PlanError(source, line_of(p), format_path(p), m) for p, m in cross])
+    return LoadedPlan(plan, source, text)
+
+
+def load_plan(path: str | Path | None) -> LoadedPlan:
+    """Load a plan file, or the embedded default plan when ``path`` is None."""
+    if path is None:
+        text = resources.files("centralino.config").joinpath("default.yaml").read_text("utf-8")
+        return parse_plan_text(text, DEFAULT_PLAN_NAME)
+    p = Path(path)
+    try:
+        text = p.read_text("utf-8")
+    except OSError as exc:
+        raise PlanInvalid([PlanError(str(p), None, "", f"cannot read: {exc.strerror}")]) from None
+    return parse_plan_text(text, str(p))

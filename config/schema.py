@@ -1,0 +1,368 @@
+"""Typed models of the routing plan (the YAML contract of DESIGN.md). Unknown keys are errors."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from datetime import date
+from enum import Enum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_LISTEN_RE = re.compile(r"^(udp|tcp|tls):(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):(\d{1,5})$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, frozen=True, coerce_numbers_to_str=True
+    )
+
+
+class ListenAddress(Strict):
+    transport: Literal["udp", "tcp", "tls"]
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> ListenAddress:
+        m = _LISTEN_RE.match(text)
+        if not m or not 0 <= int(m.group(3)) <= 65535:
+            raise ValueError(f"expected transport:host:port like 'udp:0.0.0.0:5060', got {text!r}")
+        return cls(transport=m.group(1), host=m.group(2).strip("[]"), port=int(m.group(3)))
+
+    def __str__(self) -> str:
+        return f"{self.transport}:{self.host}:{self.port}"
+
+
+class TLSConfig(Strict):
+    cert: str
+    key: str
+
+
+class SipConfig(Strict):
+    listen: list[str] = ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]
+    domain: str = "centralino.local"
+    realm: str | None = None  # digest realm; defaults to the domain
+    external_ip: str = "auto"
+    tls: TLSConfig | None = None
+    force_rport: bool = True  # answer to the source port even without ;rport (phones behind NAT)
+    tcp_idle_timeout: float = Field(600.0, gt=0)
+    user_agent: str = "Centralino"
+    t1: float = Field(0.5, gt=0)  # RFC 3261 T1; change only for networks with a known RTT
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one listen address is needed")
+        for item in value:
+            ListenAddress.parse(item)
+        return value
+
+    @property
+    def listen_addresses(self) -> list[ListenAddress]:
+        return [ListenAddress.parse(v) for v in self.listen]
+
+
+class RtpConfig(Strict):
+    ports: str = "20000-29999"
+    workers: int | Literal["auto"] = "auto"
+
+    @field_validator("ports")
+    @classmethod
+    def _check_ports(cls, value: str) -> str:
+        m = re.match(r"^(\d+)-(\d+)$", value)
+        if not m or not 1024 <= int(m.group(1)) < int(m.group(2)) <= 65535:
+            raise ValueError("expected a port range like '20000-29999'")
+        return value
+
+
+class ApiConfig(Strict):
+    listen: str = "127.0.0.1:8080"
+
+
+class RegistrarConfig(Strict):
+    min_expires: int = Field(60, ge=1)
+    default_expires: int = Field(3600, ge=1)
+    max_expires: int = Field(7200, ge=1)
+    qualify_interval: float = Field(30.0, ge=0)  # OPTIONS ping of every binding; 0 disables
+
+    @model_validator(mode="after")
+    def _order(self) -> RegistrarConfig:
+        if not self.min_expires <= self.default_expires <= self.max_expires:
+            raise ValueError("need min_expires <= default_expires <= max_expires")
+        return self
+
+
+class SecurityConfig(Strict):
+    max_auth_failures: int = Field(5, ge=1)
+    failure_window: float = Field(60.0, gt=0)
+    ban_seconds: float = Field(600.0, ge=0)
+    rate_limit: float = Field(100.0, ge=0)  # requests per second per source address; 0 = off
+    rate_burst: int = Field(200, ge=1)
+    nonce_lifetime: float = Field(300.0, gt=0)
+    auth_algorithms: list[Literal["SHA-256", "MD5"]] = ["MD5", "SHA-256"]
+    user_agent_deny: list[str] = ["friendly-scanner", "sipvicious", "sipcli", "sip-scan", "VaxSIPUserAgent"]
+    trusted: list[str] = []  # CIDRs never rate-limited or banned
+
+    @field_validator("trusted")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for v in value:
+            ipaddress.ip_network(v, strict=False)
+        return value
+
+
+class LoggingConfig(Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+
+
+class ServerConfig(Strict):
+    sip: SipConfig = SipConfig()
+    rtp: RtpConfig = RtpConfig()
+    api: ApiConfig = ApiConfig()
+    storage: str = "sqlite:centralino.db"
+    recordings: str = "recordings"
+    registrar: RegistrarConfig = RegistrarConfig()
+    security: SecurityConfig = SecurityConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+
+class Extension(Strict):
+    password: str | None = None  # None: generated once and kept in the database
+    name: str | None = None
+    max_contacts: int = Field(3, ge=1, le=100)
+    pin: str | None = None  # voicemail PIN
+
+
+class Trunk(Strict):
+    host: str
+    port: int = Field(5060, ge=1, le=65535)
+    transport: Literal["udp", "tcp", "tls"] = "udp"
+    username: str | None = None
+    password: str | None = None
+    register_: bool = Field(False, alias="register")
+    allow_from: list[str] = []
+    dids: list[str] = []
+    max_channels: int | None = Field(None, ge=1)
+    country_code: str | None = None  # number normalisation: '7' turns 8800… and +7800… into E.164
+
+    @field_validator("allow_from")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for v in value:
+            ipaddress.ip_network(v, strict=False)
+        return value
+
+    @model_validator(mode="after")
+    def _creds(self) -> Trunk:
+        if self.register_ and not (self.username and self.password):
+            raise ValueError("register: true needs username and password")
+        return self
+
+
+class Action(Strict):
+    """What a route, menu choice or fallback does. Exactly one verb per action."""
+
+    dial: str | None = None
+    timeout: int | None = Field(None, ge=1)
+    else_: Action | None = Field(None, alias="else")
+    trunk: str | list[str] | None = None
+    number: str | None = None
+    hangup: int | None = Field(None, ge=400, le=699)
+    ivr: str | None = None
+    queue: str | None = None
+    voicemail: str | None = None
+    conference: str | None = None
+    play: str | None = None
+    then: Action | None = None
+
+    @model_validator(mode="after")
+    def _one_verb(self) -> Action:
+        verbs = [v for v in ("dial", "trunk", "hangup", "ivr", "queue", "voicemail", "conference", "play")
+                 if getattr(self, v) is not None]
+        if len(verbs) != 1:
+            raise ValueError(
+                "an action needs exactly one of dial, trunk, hangup, ivr, queue, voicemail, "
+                f"conference, play (got {', '.join(verbs) or 'none'})"
+            )
+        return self
+
+
+class RouteMatch(Strict):
+    to: str | None = None
+    from_: str | None = Field(None, alias="from")  # a number/regex, or 'extension' / a trunk name
+    source: str | None = None
+    schedule: str | None = None
+
+    @field_validator("to", "from_")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+
+class Route(Strict):
+    name: str | None = None
+    match: RouteMatch = RouteMatch()
+    action: Action
+
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_SPAN_RE = re.compile(r"^\d{2}:\d{2}-\d{2}:\d{2}$")
+
+
+class Schedule(Strict):
+    timezone: str = "UTC"
+    open: dict[str, str] = {}
+    holidays: list[date] = []
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(value)
+        except Exception:
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("open")
+    @classmethod
+    def _spans(cls, value: dict[str, str]) -> dict[str, str]:
+        for days, spans in value.items():
+            for part in days.split(","):
+                lo, _, hi = part.strip().partition("-")
+                if lo not in _DAYS or (hi and hi not in _DAYS):
+                    raise ValueError(f"bad day range {days!r} (use mon-fri, sat, sun, ...)")
+            for span in str(spans).split(","):
+                if not _SPAN_RE.match(span.strip()):
+                    raise ValueError(f"bad time span {span!r} (use HH:MM-HH:MM)")
+        return value
+
+
+class IvrClosed(Strict):
+    play: str | None = None
+    then: Action | None = None
+
+
+class Ivr(Strict):
+    greeting: str | None = None
+    schedule: str | None = None
+    closed: IvrClosed | None = None
+    menu: dict[str, Action] = {}
+    timeout: float = Field(5, gt=0)
+    retries: int = Field(3, ge=0)
+
+
+class Agent(Strict):
+    name: str | None = None
+    skills: dict[str, Annotated[int, Field(ge=0, le=10)]] = {}
+
+
+class Strategy(str, Enum):
+    RINGALL = "ringall"
+    LONGEST_IDLE = "longest-idle"
+    ROUND_ROBIN = "round-robin"
+    FEWEST_CALLS = "fewest-calls"
+    RANDOM = "random"
+    SKILLS = "skills"
+
+
+class Announce(Strict):
+    position_every: int | None = Field(None, ge=5)
+
+
+class Queue(Strict):
+    strategy: Strategy = Strategy.LONGEST_IDLE
+    members: list[str] = []
+    ring_timeout: int = Field(15, ge=1)
+    wrapup: int = Field(10, ge=0)
+    announce: Announce = Announce()
+    max_wait: int | None = Field(None, ge=1)
+    timeout: Action | None = None
+    record: bool = False
+
+
+class Campaign(Strict):
+    mode: Literal["preview", "progressive", "predictive"]
+    queue: str
+    leads: str
+    max_abandon_rate: float = Field(0.03, ge=0, le=1)
+    calling_hours: str = "09:00-21:00"
+    amd: bool = False
+    trunk: str | None = None
+
+
+class Plan(Strict):
+    server: ServerConfig = ServerConfig()
+    extensions: dict[str, Extension] = {}
+    trunks: dict[str, Trunk] = {}
+    routes: list[Route] = []
+    schedules: dict[str, Schedule] = {}
+    ivr: dict[str, Ivr] = {}
+    agents: dict[str, Agent] = {}
+    queues: dict[str, Queue] = {}
+    campaigns: dict[str, Campaign] = {}
+
+    @field_validator("extensions")
+    @classmethod
+    def _ext_names(cls, value: dict[str, Extension]) -> dict[str, Extension]:
+        for name in value:
+            if not re.match(r"^[A-Za-z0-9_.\-+]+$", name):
+                raise ValueError(f"extension name {name!r} is not a valid SIP user name")
+        return value
+
+
+def cross_references(plan: Plan) -> list[tuple[tuple, str]]:
+    """References between sections (a route to an unknown IVR, ...) as (key path, message)."""
+    errors: list[tuple[tuple, str]] = []
+
+    def check_action(action: Action | None, path: tuple) -> None:
+        if action is None:
+            return
+        refs = (("ivr", plan.ivr), ("queue", plan.queues))
+        for key, table in refs:
+            name = getattr(action, key)
+            if name is not None and name not in table:
+                errors.append(((*path, key), f"unknown {key} {name!r}"))
+        trunks = [action.trunk] if isinstance(action.trunk, str) else (action.trunk or [])
+        for t in trunks:
+            if t not in plan.trunks:
+                errors.append(((*path, "trunk"), f"unknown trunk {t!r}"))
+        check_action(action.else_, (*path, "else"))
+        check_action(action.then, (*path, "then"))
+
+    for i, route in enumerate(plan.routes):
+        check_action(route.action, ("routes", i, "action"))
+        sched = route.match.schedule
+        if sched is not None and sched not in plan.schedules:
+            errors.append((("routes", i, "match", "schedule"), f"unknown schedule {sched!r}"))
+    for name, ivr in plan.ivr.items():
+        if ivr.schedule is not None and ivr.schedule not in plan.schedules:
+            errors.append((("ivr", name, "schedule"), f"unknown schedule {ivr.schedule!r}"))
+        for digit, action in ivr.menu.items():
+            check_action(action, ("ivr", name, "menu", digit))
+        if ivr.closed:
+            check_action(ivr.closed.then, ("ivr", name, "closed", "then"))
+    for name, queue in plan.queues.items():
+        for i, member in enumerate(queue.members):
+            if member not in plan.extensions:
+                errors.append((("queues", name, "members", i), f"unknown extension {member!r}"))
+        check_action(queue.timeout, ("queues", name, "timeout"))
+    for name in plan.agents:
+        if name not in plan.extensions:
+            errors.append((("agents", name), f"agent {name!r} is not an extension"))
+    for name, camp in plan.campaigns.items():
+        if camp.queue not in plan.queues:
+            errors.append((("campaigns", name, "queue"), f"unknown queue {camp.queue!r}"))
+        if camp.trunk is not None and camp.trunk not in plan.trunks:
+            errors.append((("campaigns", name, "trunk"), f"unknown trunk {camp.trunk!r}"))
+    return errors

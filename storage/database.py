@@ -1,0 +1,129 @@
+"""The embedded store: one SQLite database (WAL) through aiosqlite, with versioned migrations.
+
+Writes that must be durable before we answer (a REGISTER's binding) go through ``write()``:
+concurrent writers are grouped into one transaction, so a burst of REGISTERs costs one commit.
+WAL with synchronous=NORMAL survives a killed process (kill -9); FULL also survives power loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from .migrations import MIGRATIONS
+
+log = logging.getLogger("centralino.storage")
+
+Statement = tuple[str, Sequence[Any]]
+
+
+def storage_path(url: str) -> str:
+    """'sqlite:///abs/path.db' → '/abs/path.db'; 'sqlite:rel.db' → 'rel.db'; a bare path as is."""
+    if url.startswith("sqlite://"):
+        return url[len("sqlite://"):]
+    if url.startswith("sqlite:"):
+        return url[len("sqlite:"):]
+    return url
+
+
+class Database:
+    def __init__(self, path: str, *, synchronous: str = "NORMAL") -> None:
+        self.path = path
+        self._synchronous = synchronous
+        self._db: aiosqlite.Connection | None = None
+        self._pending: list[tuple[list[Statement], asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    @property
+    def conn(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("database is not open")
+        return self._db
+
+    async def open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self.path, isolation_level=None)
+        self._db.row_factory = aiosqlite.Row
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute(f"PRAGMA synchronous={self._synchronous}")
+        await self._db.execute("PRAGMA foreign_keys=ON")
+        await self._db.execute("PRAGMA busy_timeout=5000")
+        await self.migrate()
+
+    async def migrate(self) -> int:
+        db = self.conn
+        await db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        async with db.execute("SELECT MAX(version) FROM schema_version") as cur:
+            row = await cur.fetchone()
+        current = row[0] or 0
+        for version, sql in MIGRATIONS:
+            if version <= current:
+                continue
+            log.info("applying migration %d", version)
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                for stmt in _split_sql(sql):
+                    await db.execute(stmt)
+                await db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+                await db.execute("COMMIT")
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+            current = version
+        return current
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            await asyncio.shield(self._flusher)
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+        async with self.conn.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
+        async with self.conn.execute(sql, params) as cur:
+            return await cur.fetchone()
+
+    async def write(self, statements: Iterable[Statement]) -> None:
+        """Run statements atomically and durably; returns once they are committed."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((list(statements), fut))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        await fut
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            db = self.conn
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+                for statements, _ in batch:
+                    for sql, params in statements:
+                        await db.execute(sql, params)
+                await db.execute("COMMIT")
+            except Exception as exc:  # report to every writer of the batch, keep the flusher alive
+                try:
+                    await db.execute("ROLLBACK")
+                except Exception:
+                    pass
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_result(None)
+
+
+def _split_sql(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]

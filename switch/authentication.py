@@ -1,0 +1,69 @@
+"""Digest authentication of requests against the plan's extensions, counted per source.
+
+Unknown users and wrong passwords get exactly the same answer as a request without
+credentials: a fresh challenge. Only the security guard knows the difference.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .security import SecurityGuard
+from .sip.auth import AuthResult, DigestCredentials, DigestServer, NonceManager
+from .sip.message import Request
+
+log = logging.getLogger("centralino.auth")
+
+
+@dataclass(frozen=True, slots=True)
+class AuthOutcome:
+    user: str | None  # the authenticated user name, or None
+    status: int = 0  # 401 / 407 when a challenge must be sent
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+class Authenticator:
+    def __init__(
+        self,
+        realm: str,
+        password_of: Callable[[str], str | None],
+        security: SecurityGuard,
+        *,
+        algorithms: tuple[str, ...] = ("MD5", "SHA-256"),
+        nonce_lifetime: float = 300.0,
+        secret: bytes | None = None,
+    ) -> None:
+        self.password_of = password_of
+        self.security = security
+        self.server = DigestServer(realm, NonceManager(secret, nonce_lifetime), algorithms)
+
+    def configure(self, realm: str, algorithms: tuple[str, ...], nonce_lifetime: float) -> None:
+        self.server.realm = realm
+        self.server.algorithms = tuple(a.upper() for a in algorithms)
+        self.server.nonces.lifetime = nonce_lifetime
+
+    def check(self, request: Request, source_ip: str, now: float, *, proxy: bool = False) -> AuthOutcome:
+        status = 407 if proxy else 401
+        cred_header = "Proxy-Authorization" if proxy else "Authorization"
+        challenge_header = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
+        creds = None
+        for value in request.header_values(cred_header):
+            c = DigestCredentials.parse(value)
+            if c is not None and c.realm == self.server.realm:
+                creds = c
+                break
+        stale = False
+        if creds is not None:
+            result = self.server.verify(creds, request.method, self.password_of, now, request.body)
+            if result is AuthResult.OK:
+                self.security.auth_succeeded(source_ip)
+                return AuthOutcome(creds.username)
+            if result is AuthResult.FAILED:
+                self.security.auth_failed(source_ip, now, creds.username)
+            else:
+                stale = True
+                log.debug("%s nonce from %s for %s", result.value, source_ip, creds.username)
+        challenges = self.server.challenges(now, stale=stale)
+        return AuthOutcome(None, status, [(challenge_header, c) for c in challenges])

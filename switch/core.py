@@ -1,0 +1,381 @@
+"""The SIP core: the glue between transports, the sans-I/O transaction layer and the
+request handlers (registrar, and later the B2BUA).
+
+It validates requests in RFC 3261 §8.2 order (method, URI scheme, Require, Content-Type,
+Accept) before any handler sees them, answers malformed requests from what the parser could
+read, and drops malformed or stray responses. One loop timer follows the transaction layer's
+earliest deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from .security import SecurityGuard
+from .sip.dialog import new_branch, new_call_id, new_tag
+from .sip.errors import RemoteProtocolError
+from .sip.message import Message, Request, Response, make_response
+from .sip.parser import Partial, parse_datagram
+from .sip.transaction import (
+    ResponseReceived,
+    ServerTransaction,
+    State,
+    TransactionLayer,
+    TransactionTimeout,
+)
+from .sip.uri import URI, AbsoluteURI
+from .transport.base import Flow
+
+log = logging.getLogger("centralino.sip")
+
+KNOWN_METHODS = frozenset(
+    ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY",
+     "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE")
+)
+ACCEPTED_BODY_TYPES = frozenset(("application/sdp", "multipart/mixed", "multipart/alternative"))
+BODY_METHODS = frozenset(("INVITE", "UPDATE", "PRACK", "ACK"))
+
+
+@dataclass(slots=True)
+class IncomingRequest:
+    request: Request
+    flow: Flow  # where it came from
+    txn: ServerTransaction
+    response_flow: Flow  # where responses go (§18.2.2 with rport / force_rport)
+    to_tag: str = field(default_factory=new_tag)
+    on_cancel: Callable[[IncomingRequest], None] | None = None  # set by whoever owns an INVITE
+
+    @property
+    def source_ip(self) -> str:
+        return self.flow.remote[0]
+
+
+Handler = Callable[[IncomingRequest], Awaitable[Response | None]]
+
+
+class SipCore:
+    def __init__(
+        self,
+        *,
+        security: SecurityGuard,
+        domain: str,
+        user_agent: str = "Centralino",
+        force_rport: bool = True,
+        t1: float = 0.5,
+        spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]] | None = None,
+    ) -> None:
+        self.security = security
+        self.domain = domain
+        self.user_agent = user_agent
+        self.force_rport = force_rport
+        self.layer = TransactionLayer(t1=t1, t2=8 * t1, t4=10 * t1)
+        self.transports: Any = None  # TransportManager, attached by the app
+        self.handlers: dict[str, Handler] = {}
+        self.supported: set[str] = set()
+        self._spawn = spawn or asyncio.ensure_future
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self.accepting = True
+        self.counters: dict[str, int] = {
+            "requests": 0, "responses": 0, "rejected": 0, "dropped_responses": 0, "stray_responses": 0,
+        }
+
+    # -- configuration -------------------------------------------------------------------------
+    def on(self, method: str, handler: Handler) -> None:
+        self.handlers[method] = handler
+
+    @property
+    def allow(self) -> str:
+        methods = ["INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER"]
+        methods += [m for m in self.handlers if m not in methods]
+        return ", ".join(methods)
+
+    # -- input from the transports -------------------------------------------------------------
+    def receive_datagram(self, data: bytes, flow: Flow) -> None:
+        if not self.security.admit(flow.remote[0], time.time()):
+            return
+        try:
+            msg = parse_datagram(data)
+        except RemoteProtocolError as exc:
+            self._reject(exc, flow)
+            self._flush()
+            return
+        except Exception:  # the parser must not raise anything else; never let it kill a transport
+            log.exception("parser failure on a datagram from %s", flow)
+            return
+        if msg is not None:
+            self._dispatch(msg, flow)
+
+    def receive_stream_item(self, item: Message | RemoteProtocolError, flow: Flow) -> None:
+        if not self.security.admit(flow.remote[0], time.time()):
+            if self.transports is not None:
+                self.transports.close_flow(flow)
+            return
+        if isinstance(item, RemoteProtocolError):
+            self._reject(item, flow)
+            self._flush()
+            return
+        self._dispatch(item, flow)
+
+    def _dispatch(self, msg: Message, flow: Flow) -> None:
+        try:
+            if isinstance(msg, Response):
+                self.counters["responses"] += 1
+                if self.layer.receive_response(msg, self._now()) is None:
+                    self.counters["stray_responses"] += 1
+            else:
+                self.counters["requests"] += 1
+                self._on_request(msg, flow)  # type: ignore[arg-type]
+        except RemoteProtocolError as exc:
+            # a lazily parsed header turned out malformed
+            if isinstance(msg, Request) and msg.method != "ACK" and exc.status:
+                self._reply_stateless(msg.headers, exc.status, exc.reason, flow)
+            else:
+                self.counters["dropped_responses"] += 1
+        except Exception:
+            log.exception("failure handling a message from %s", flow)
+        finally:
+            self._flush()
+
+    def _reject(self, exc: RemoteProtocolError, flow: Flow) -> None:
+        """A message the parser refused: answer a request if we can, drop a response."""
+        partial = exc.partial
+        if exc.status is None or not isinstance(partial, Partial) or partial.method in (None, "ACK"):
+            self.counters["dropped_responses" if exc.status is None else "rejected"] += 1
+            log.debug("dropped malformed message from %s: %s", flow, exc.reason)
+            return
+        self.counters["rejected"] += 1
+        log.info("rejected request from %s: %d %s", flow, exc.status, exc.reason)
+        self._reply_stateless(partial.headers, exc.status, exc.reason, flow)
+
+    def _reply_stateless(self, headers: list[tuple[str, str]], status: int, reason: str, flow: Flow) -> None:
+        copied = [(n, v) for n, v in headers if n in ("Via", "From", "To", "Call-ID", "CSeq")]
+        if not any(n == "Via" for n, _ in copied):
+            return  # nowhere to send it
+        out = []
+        for n, v in copied:
+            if n == "To" and ";tag=" not in v.replace(" ", ""):
+                v = f"{v};tag={new_tag()}"
+            out.append((n, v))
+        phrase = "Bad Request" if status == 400 else None
+        resp = Response(status, phrase, out)
+        resp.headers.append(("Server", self.user_agent))
+        resp.headers.append(("Warning", f'399 {self.domain} "{reason[:120]}"'.replace("\n", " ")))
+        if status in (405, 501):
+            resp.headers.append(("Allow", self.allow))
+        self._send(resp.serialize(), flow)
+
+    # -- requests --------------------------------------------------------------------------------
+    def _on_request(self, req: Request, flow: Flow) -> None:
+        now_wall = time.time()
+        if self.security.user_agent_denied(flow.remote[0], req.header("User-Agent"), now_wall):
+            return
+        response_flow = self._fix_via(req, flow)
+        txn, is_new = self.layer.receive_request(req, response_flow, reliable=flow.reliable, now=self._now())
+        if not is_new:
+            if txn is None and req.method == "ACK":
+                self._on_2xx_ack(req, flow)
+            return
+        assert txn is not None
+        inc = IncomingRequest(req, flow, txn, response_flow)
+        txn.user_data = inc
+        if req.method == "CANCEL":
+            self._on_cancel(inc)
+            return
+        error = self._precheck(req)
+        if error is not None:
+            status, reason, headers = error
+            self.respond(inc, status, reason, headers=headers)
+            return
+        if req.method == "INVITE":
+            if not self.accepting:
+                self.respond(inc, 503, headers=[("Retry-After", "30")])
+                return
+            self.respond(inc, 100)
+        handler = self.handlers.get(req.method)
+        if handler is None:
+            status = 405 if req.method in KNOWN_METHODS else 501
+            if req.method == "BYE":
+                status = 481
+            self.respond(inc, status, headers=[("Allow", self.allow)])
+            return
+        self._spawn(self._run_handler(handler, inc))
+
+    async def _run_handler(self, handler: Handler, inc: IncomingRequest) -> None:
+        try:
+            response = await handler(inc)
+        except RemoteProtocolError as exc:
+            response = self.make_response(inc, exc.status or 400, exc.reason)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("handler for %s failed", inc.request.method)
+            response = self.make_response(inc, 500)
+        if response is not None:
+            self.send_response(inc, response)
+
+    def _precheck(self, req: Request) -> tuple[int, str | None, list[tuple[str, str]]] | None:
+        """RFC 3261 §8.2.1-8.2.3 in order; returns (status, reason, headers) to refuse with."""
+        if req.method not in KNOWN_METHODS and req.method not in self.handlers:
+            return 501, None, [("Allow", self.allow)]
+        if isinstance(req.uri, AbsoluteURI) or (isinstance(req.uri, URI) and req.uri.scheme not in ("sip", "sips", "tel")):
+            return 416, None, []
+        if req.method != "ACK":
+            unsupported = [t for t in req.option_tags("Require") if t not in self.supported]
+            if unsupported:
+                return 420, None, [("Unsupported", ", ".join(unsupported))]
+        if req.body and req.method in BODY_METHODS:
+            ctype = req.content_type
+            if ctype is None or ctype.mime not in ACCEPTED_BODY_TYPES:
+                return 415, None, [("Accept", "application/sdp")]
+        if req.method == "INVITE" and req.has_header("Accept"):
+            accepted = {a.split(";")[0].strip().lower() for a in req.header_list("Accept")}
+            if accepted and not accepted & {"application/sdp", "application/*", "*/*"}:
+                return 406, None, [("Accept", "application/sdp")]
+        return None
+
+    def _fix_via(self, req: Request, flow: Flow) -> Flow:
+        """Add received/rport (RFC 3261 §18.2.1, RFC 3581) and pick where responses go."""
+        via = req.top_via
+        ip, port = flow.remote
+        new = via
+        if via.host != ip:
+            new = new.with_param("received", ip)
+        has_rport = via.rport is not None
+        if has_rport:
+            new = new.with_param("rport", str(port))
+        if new is not via:
+            req.set_top_via(new)
+        if flow.reliable or has_rport or self.force_rport:
+            return flow
+        return Flow("udp", (ip, via.port or 5060), flow.local)
+
+    def _on_cancel(self, inc: IncomingRequest) -> None:
+        invite = self.layer.find_invite_for_cancel(inc.request)
+        if invite is None:
+            self.respond(inc, 481)
+            return
+        self.respond(inc, 200)
+        owner = invite.user_data
+        if invite.state is State.PROCEEDING and isinstance(owner, IncomingRequest):
+            if owner.on_cancel is not None:
+                owner.on_cancel(inc)
+            else:
+                self.respond(owner, 487)
+
+    def _on_2xx_ack(self, ack: Request, flow: Flow) -> None:
+        self.layer.match_2xx_ack(ack, self._now())
+        hook = self.handlers.get("ACK")
+        if hook is not None:
+            self._spawn(hook(IncomingRequest(ack, flow, None, flow)))  # type: ignore[arg-type]
+
+    # -- responses -------------------------------------------------------------------------------
+    def make_response(
+        self, inc: IncomingRequest, status: int, reason: str | None = None, *,
+        headers: list[tuple[str, str]] | None = None, body: bytes = b"",
+    ) -> Response:
+        resp = make_response(inc.request, status, reason, to_tag=inc.to_tag, headers=headers or (), body=body)
+        resp.headers.append(("Server", self.user_agent))
+        return resp
+
+    def respond(
+        self, inc: IncomingRequest, status: int, reason: str | None = None, *,
+        headers: list[tuple[str, str]] | None = None, body: bytes = b"",
+    ) -> None:
+        self.send_response(inc, self.make_response(inc, status, reason, headers=headers, body=body))
+
+    def send_response(self, inc: IncomingRequest, response: Response) -> None:
+        if inc.txn.state is State.TERMINATED:
+            return
+        self.layer.send_response(inc.txn, response, self._now())
+        self._flush()
+
+    # -- requests we originate -------------------------------------------------------------------
+    def via_for(self, flow: Flow) -> str:
+        host, port = self.transports.local_address(flow.transport) if self.transports else ("127.0.0.1", 5060)
+        if flow.local and flow.local[1]:
+            host, port = flow.local
+        return f"SIP/2.0/{flow.transport.upper()} {host}:{port};branch={new_branch()};rport"
+
+    async def request(
+        self, method: str, uri: URI, flow: Flow, *, to: str | None = None,
+        headers: list[tuple[str, str]] | None = None, body: bytes = b"",
+    ) -> Response:
+        """Send an out-of-dialog request and wait for its final response (408 on timeout)."""
+        hdrs = [
+            ("Via", self.via_for(flow)),
+            ("Max-Forwards", "70"),
+            ("From", f"<sip:centralino@{self.domain}>;tag={new_tag()}"),
+            ("To", to or f"<{uri.serialize()}>"),
+            ("Call-ID", new_call_id(self.domain)),
+            ("CSeq", f"1 {method}"),
+            ("User-Agent", self.user_agent),
+        ]
+        hdrs += headers or []
+        req = Request(method, uri, hdrs, body)
+        fut: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        txn = self.layer.send_request(req, flow, reliable=flow.reliable, now=self._now())
+        txn.user_data = fut
+        self._flush()
+        return await fut
+
+    # -- sans-I/O plumbing -----------------------------------------------------------------------
+    @staticmethod
+    def _now() -> float:
+        return asyncio.get_running_loop().time()
+
+    def _send(self, data: bytes, flow: Flow) -> None:
+        if self.transports is not None:
+            self.transports.send(data, flow)
+
+    def _flush(self) -> None:
+        layer = self.layer
+        for data, dest in layer.datagrams_to_send():
+            self._send(data, dest)
+        while (event := layer.next_event()) is not None:
+            if isinstance(event, ResponseReceived):
+                fut = event.transaction.user_data
+                if isinstance(fut, asyncio.Future) and event.response.status >= 200 and not fut.done():
+                    fut.set_result(event.response)
+            elif isinstance(event, TransactionTimeout):
+                fut = event.transaction.user_data
+                if isinstance(fut, asyncio.Future) and not fut.done():
+                    fut.set_result(Response(408, "Request Timeout"))
+        for data, dest in layer.datagrams_to_send():
+            self._send(data, dest)
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        deadline = self.layer.get_timer()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None:
+            self._timer = asyncio.get_running_loop().call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.layer.handle_timer(self._now())
+        self._flush()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def transaction_summary(self) -> dict[str, Any]:
+        by_kind: dict[str, int] = {}
+        for table in (self.layer.clients, self.layer.servers):
+            for txn in table.values():
+                k = f"{txn.kind}:{txn.state.value}"
+                by_kind[k] = by_kind.get(k, 0) + 1
+        return {"total": len(self.layer), "by_state": by_kind}

@@ -1,0 +1,288 @@
+"""Thin asyncio transports (uvicorn style): protocol callbacks hand bytes to the SIP core and
+write what it returns. UDP, TCP and TLS listeners; outgoing stream connections on demand;
+idle stream connections reaped without polling (one lazily re-armed timer per connection)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import socket
+import ssl
+import time
+from typing import Protocol
+
+from ...config.schema import ListenAddress
+from ..sip.errors import RemoteProtocolError
+from ..sip.message import Message
+from ..sip.parser import StreamParser
+from .base import Address, Flow
+
+log = logging.getLogger("centralino.transport")
+trace_log = logging.getLogger("centralino.sip.trace")
+
+SOCKET_BUFFER = 4 * 1024 * 1024
+
+
+class Receiver(Protocol):
+    def receive_datagram(self, data: bytes, flow: Flow) -> None: ...
+    def receive_stream_item(self, item: Message | RemoteProtocolError, flow: Flow) -> None: ...
+
+
+class _UDPListener(asyncio.DatagramProtocol):
+    def __init__(self, manager: TransportManager) -> None:
+        self.manager = manager
+        self.transport: asyncio.DatagramTransport | None = None
+        self.local: Address = ("0.0.0.0", 0)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
+            except OSError:
+                pass
+        self.local = sock.getsockname()[:2]
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
+        flow = Flow("udp", (addr[0], addr[1]), self.local)
+        if self.manager.trace:
+            self.manager.trace_message("in", data, flow)
+        self.manager.receiver.receive_datagram(data, flow)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("udp error: %s", exc)
+
+
+class _StreamConnection(asyncio.Protocol):
+    def __init__(self, manager: TransportManager, transport_name: str) -> None:
+        self.manager = manager
+        self.name = transport_name
+        self.parser = StreamParser()
+        self.transport: asyncio.Transport | None = None
+        self.flow: Flow | None = None
+        self.last_activity = time.monotonic()
+        self._idle_handle: asyncio.TimerHandle | None = None
+        self.connected = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        local = transport.get_extra_info("sockname")
+        conn_id = next(self.manager._conn_ids)
+        self.flow = Flow(self.name, (peer[0], peer[1]), (local[0], local[1]), conn_id)
+        self.manager._connections[conn_id] = self
+        self.manager._by_remote[(self.name, self.flow.remote)] = self
+        self._arm_idle()
+        if not self.connected.done():
+            self.connected.set_result(None)
+
+    def _arm_idle(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = self.last_activity + self.manager.idle_timeout
+        self._idle_handle = loop.call_at(loop.time() + max(0.0, deadline - time.monotonic()), self._check_idle)
+
+    def _check_idle(self) -> None:
+        if time.monotonic() - self.last_activity >= self.manager.idle_timeout:
+            log.debug("closing idle connection %s", self.flow)
+            self.close()
+        else:
+            self._arm_idle()
+
+    def data_received(self, data: bytes) -> None:
+        self.last_activity = time.monotonic()
+        assert self.flow is not None
+        for item in self.parser.feed(data):
+            if self.manager.trace and isinstance(item, Message):
+                self.manager.trace_message("in", item.serialize(), self.flow)
+            self.manager.receiver.receive_stream_item(item, self.flow)
+        if self.parser.broken:
+            self.close()  # framing lost: the core has answered what it could; close after flush
+
+    def eof_received(self) -> bool:
+        err = self.parser.eof()
+        if err is not None and self.flow is not None:
+            self.manager.receiver.receive_stream_item(err, self.flow)
+        return False
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.last_activity = time.monotonic()
+            self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+        if self.flow is not None:
+            self.manager._connections.pop(self.flow.conn_id, None)
+            key = (self.name, self.flow.remote)
+            if self.manager._by_remote.get(key) is self:
+                del self.manager._by_remote[key]
+        if not self.connected.done():
+            self.connected.set_exception(exc or ConnectionError("closed"))
+
+
+class TransportManager:
+    def __init__(
+        self,
+        receiver: Receiver,
+        *,
+        idle_timeout: float = 600.0,
+        trace: bool = False,
+        ssl_server: ssl.SSLContext | None = None,
+        ssl_client: ssl.SSLContext | None = None,
+    ) -> None:
+        self.receiver = receiver
+        self.idle_timeout = idle_timeout
+        self.trace = trace
+        self.ssl_server = ssl_server
+        self.ssl_client = ssl_client
+        self._udp: list[_UDPListener] = []
+        self._servers: list[tuple[str, asyncio.Server]] = []
+        self._connections: dict[int, _StreamConnection] = {}
+        self._by_remote: dict[tuple[str, Address], _StreamConnection] = {}
+        self._conn_ids = itertools.count(1)
+        self._connecting: dict[tuple[str, Address], asyncio.Task[None]] = {}
+        self.listening: list[tuple[str, Address]] = []
+
+    async def start(self, addresses: list[ListenAddress]) -> None:
+        loop = asyncio.get_running_loop()
+        for addr in addresses:
+            if addr.transport == "udp":
+                _, proto = await loop.create_datagram_endpoint(
+                    lambda: _UDPListener(self), local_addr=(addr.host, addr.port)
+                )
+                self._udp.append(proto)  # type: ignore[arg-type]
+                self.listening.append(("udp", proto.local))  # type: ignore[attr-defined]
+            else:
+                if addr.transport == "tls" and self.ssl_server is None:
+                    raise ValueError("a tls listener needs server.sip.tls (cert and key)")
+                name = addr.transport
+                server = await loop.create_server(
+                    lambda name=name: _StreamConnection(self, name),
+                    addr.host, addr.port, reuse_address=True,
+                    ssl=self.ssl_server if name == "tls" else None,
+                )
+                self._servers.append((name, server))
+                sockname = server.sockets[0].getsockname()
+                self.listening.append((name, (sockname[0], sockname[1])))
+        for name, local in self.listening:
+            log.info("listening on %s:%s:%d", name, local[0], local[1])
+
+    def local_address(self, transport: str) -> Address:
+        for name, local in self.listening:
+            if name == transport:
+                return local
+        for _, local in self.listening:
+            return local
+        raise RuntimeError("not listening")
+
+    def has_transport(self, transport: str) -> bool:
+        return any(name == transport for name, _ in self.listening)
+
+    def send(self, data: bytes, flow: Flow) -> None:
+        if self.trace:
+            self.trace_message("out", data, flow)
+        if flow.transport == "udp":
+            listener = self._udp_for(flow.local)
+            if listener is None or listener.transport is None:
+                log.warning("no UDP socket to send to %s", flow)
+                return
+            listener.transport.sendto(data, flow.remote)
+            return
+        conn = self._connections.get(flow.conn_id) if flow.conn_id else None
+        if conn is None:
+            conn = self._by_remote.get((flow.transport, flow.remote))
+        if conn is not None and conn.transport is not None and not conn.transport.is_closing():
+            conn.write(data)
+            return
+        self._connect_and_send(data, flow)
+
+    def _udp_for(self, local: Address) -> _UDPListener | None:
+        for listener in self._udp:
+            if listener.local == local:
+                return listener
+        return self._udp[0] if self._udp else None
+
+    def _connect_and_send(self, data: bytes, flow: Flow) -> None:
+        key = (flow.transport, flow.remote)
+
+        async def connect() -> None:
+            loop = asyncio.get_running_loop()
+            try:
+                _, conn = await asyncio.wait_for(
+                    loop.create_connection(
+                        lambda: _StreamConnection(self, flow.transport), flow.remote[0], flow.remote[1],
+                        ssl=self.ssl_client if flow.transport == "tls" else None,
+                    ),
+                    timeout=5.0,
+                )
+                conn.write(data)
+            except (OSError, asyncio.TimeoutError) as exc:
+                log.info("cannot connect to %s: %s", flow, exc)
+            finally:
+                self._connecting.pop(key, None)
+
+        previous = self._connecting.get(key)
+        if previous is not None:
+            async def after() -> None:
+                await asyncio.wait([previous])
+                self.send(data, flow)
+            asyncio.get_running_loop().create_task(after())
+            return
+        self._connecting[key] = asyncio.get_running_loop().create_task(connect())
+
+    def close_flow(self, flow: Flow) -> None:
+        conn = self._connections.get(flow.conn_id)
+        if conn is not None:
+            conn.close()
+
+    def stop_listening(self) -> None:
+        for _, server in self._servers:
+            server.close()
+
+    async def close(self) -> None:
+        self.stop_listening()
+        for conn in list(self._connections.values()):
+            conn.close()
+        for listener in self._udp:
+            if listener.transport is not None:
+                listener.transport.close()
+        for task in list(self._connecting.values()):
+            task.cancel()
+        for _, server in self._servers:
+            try:
+                await asyncio.wait_for(server.wait_closed(), 2.0)
+            except asyncio.TimeoutError:
+                pass
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    def trace_message(self, direction: str, data: bytes, flow: Flow) -> None:
+        arrow = "<<<" if direction == "in" else ">>>"
+        when = time.strftime("%H:%M:%S", time.localtime()) + f".{int(time.time() * 1000) % 1000:03d}"
+        local = f"{flow.local[0]}:{flow.local[1]}"
+        remote = f"{flow.remote[0]}:{flow.remote[1]}"
+        head = f"{when} {arrow} {flow.transport.upper()} {local} {'<-' if direction == 'in' else '->'} {remote} ({len(data)} bytes)"
+        trace_log.info("%s\n%s", head, data.decode("utf-8", "replace").rstrip("\r\n"))
+
+
+def make_client_ssl_context() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    return ctx
+
+
+def make_server_ssl_context(cert: str, key: str) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
