@@ -23,7 +23,11 @@ from .switch.qualify import Qualifier
 from .switch.registrar import Registrar
 from .switch.security import SecurityEvent, SecurityGuard
 from .switch.sip.message import Response
-from .switch.transport.manager import TransportManager, make_client_ssl_context, make_server_ssl_context
+from .switch.transport.manager import (
+    TransportManager,
+    make_client_ssl_context,
+    make_server_ssl_context,
+)
 
 log = logging.getLogger("centralino")
 

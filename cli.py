@@ -71,7 +71,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     address = _api_address(args)
     try:
-        code, data = call_api(address, "GET", "/status")
+        _code, data = call_api(address, "GET", "/status")
     except OSError as exc:
         print(f"centralino status: no switch answering on {address}: {exc}", file=sys.stderr)
         return 1
@@ -104,7 +104,7 @@ def cmd_reload(args: argparse.Namespace) -> int:
 
     address = _api_address(args)
     try:
-        code, data = call_api(address, "POST", "/reload")
+        _code, data = call_api(address, "POST", "/reload")
     except OSError as exc:
         print(f"centralino reload: no switch answering on {address}: {exc}", file=sys.stderr)
         return 1

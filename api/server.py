@@ -39,7 +39,7 @@ class ApiServer:
             self._server.close()
             try:
                 await asyncio.wait_for(self._server.wait_closed(), 2.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -60,7 +60,7 @@ class ApiServer:
                 status, payload = 404, {"error": f"no such resource: {method} {path}"}
             else:
                 status, payload = await handler(body)
-        except (asyncio.IncompleteReadError, asyncio.TimeoutError, asyncio.LimitOverrunError, ValueError) as exc:
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
             status, payload = 400, {"error": str(exc)}
         except asyncio.CancelledError:
             writer.close()

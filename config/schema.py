@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from datetime import date
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -267,7 +267,7 @@ class Agent(Strict):
     skills: dict[str, Annotated[int, Field(ge=0, le=10)]] = {}
 
 
-class Strategy(str, Enum):
+class Strategy(StrEnum):
     RINGALL = "ringall"
     LONGEST_IDLE = "longest-idle"
     ROUND_ROBIN = "round-robin"

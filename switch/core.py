@@ -256,7 +256,7 @@ class SipCore:
         return Flow("udp", (ip, via.port or 5060), flow.local)
 
     def _on_cancel(self, inc: IncomingRequest) -> None:
-        invite = self.layer.find_invite_for_cancel(inc.request)
+        invite = self.layer.find_invite_for_cancel(inc.request, inc.response_flow)
         if invite is None:
             self.respond(inc, 481)
             return

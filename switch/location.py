@@ -148,7 +148,7 @@ class LocationService:
             timeout = None if at is None else max(0.0, at - clock())
             try:
                 await asyncio.wait_for(self._changed.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 await self.expire(clock())
 
     def set_reachability(self, b: Binding, reachable: bool, rtt: float | None, now: float) -> None:

@@ -208,7 +208,7 @@ class NonceManager:
     def _prune(self, now: float) -> None:
         # Entries are in order of last use; forget those whose nonce has expired anyway.
         while self._seen:
-            nonce, (issued, _) = next(iter(self._seen.items()))
+            _nonce, (issued, _) = next(iter(self._seen.items()))
             if len(self._seen) > self._max or now - issued > self.lifetime + 5:
                 self._seen.popitem(last=False)
             else:

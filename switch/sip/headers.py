@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, replace
 
 from .errors import RemoteProtocolError
-from .uri import AbsoluteURI, Params, URI, parse_uri
+from .uri import URI, AbsoluteURI, Params, parse_uri
 
 COMPACT_FORMS = {
     "i": "Call-ID", "m": "Contact", "e": "Content-Encoding", "l": "Content-Length",
@@ -173,7 +173,7 @@ class NameAddr:
         return _get_param(self.params, "tag")
 
     def with_param(self, name: str, value: str | None) -> NameAddr:
-        params = tuple(p for p in self.params if p[0].lower() != name.lower()) + ((name, value),)
+        params = (*tuple(p for p in self.params if p[0].lower() != name.lower()), (name, value))
         return replace(self, params=params)
 
     def serialize(self) -> str:

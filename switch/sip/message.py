@@ -19,7 +19,7 @@ from .headers import (
     parse_via_list,
     split_commas,
 )
-from .uri import AbsoluteURI, URI
+from .uri import URI, AbsoluteURI
 
 REASONS = {
     100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",

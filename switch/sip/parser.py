@@ -20,6 +20,7 @@ MAX_LINE_LENGTH = 16384
 
 _LINE_SPLIT = re.compile(rb"\r?\n")
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
+_CONTENT_TYPE = re.compile(rb"^(?:content-type|c)[ \t]*:", re.I | re.M)
 _CONTENT_LENGTH = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*(.*?)[ \t]*\r?$", re.I | re.M)
 _REQUIRED_REQUEST = ("Via", "From", "To", "Call-ID", "CSeq")
 
@@ -200,6 +201,7 @@ class StreamParser:
         self._buf = bytearray()
         self._max = max_size
         self._scan_from = 0
+        self._await_eof = False  # a message without Content-Length whose body ends with the stream
         self.broken = False
 
     @property
@@ -210,6 +212,12 @@ class StreamParser:
         if self.broken:
             return []
         self._buf += data
+        if self._await_eof:
+            if len(self._buf) > self._max:
+                self.broken = True
+                self._buf.clear()
+                return [RemoteProtocolError("message without Content-Length too large", 513, fatal=True)]
+            return []
         out: list[Message | RemoteProtocolError] = []
         while True:
             item = self._next()
@@ -222,7 +230,7 @@ class StreamParser:
                 break
         return out
 
-    def eof(self) -> RemoteProtocolError | None:
+    def eof(self) -> Message | RemoteProtocolError | None:
         """The peer closed its side: a message still incomplete is an error we can answer."""
         if self.broken or not self._buf.strip(b"\r\n"):
             return None
@@ -232,11 +240,11 @@ class StreamParser:
         if m is None:
             return RemoteProtocolError("connection closed inside the headers", fatal=True)
         try:
-            parse_head_and_body(buf[: m.start()], buf[m.end():], stream=True)
+            msg = parse_head_and_body(buf[: m.start()], buf[m.end():], stream=True)
         except RemoteProtocolError as exc:
             exc.fatal = True
             return exc
-        return None
+        return msg if self._await_eof else None
 
     def _next(self) -> Message | RemoteProtocolError | None:
         buf = self._buf
@@ -261,7 +269,14 @@ class StreamParser:
             if len(lengths) > 1:
                 raise RemoteProtocolError("more than one Content-Length", fatal=True)
             if not lengths:
-                raise RemoteProtocolError("missing Content-Length on a stream", fatal=True)
+                # RFC 3261 §18.3 makes it mandatory on streams. Lenient framing for RFC 2543
+                # peers: no Content-Type means no body; with one, the body ends with the stream.
+                if not _CONTENT_TYPE.search(head):
+                    lengths = [b"0"]
+                else:
+                    self._scan_from = len(buf)
+                    self._await_eof = True
+                    return None
             text = lengths[0].strip()
             if not text.isdigit():
                 raise RemoteProtocolError(f"bad Content-Length {text[:20]!r}", fatal=True)

@@ -317,17 +317,21 @@ class ServerNonInviteTransaction(ServerTransaction):
 
 
 # -- keys ------------------------------------------------------------------------------------------
-def server_key(request: Request) -> tuple:
-    """Matching key of §17.2.3, with the RFC 2543 fallback for branches without the cookie."""
+def server_key(request: Request, source: Any = None) -> tuple:
+    """Matching key of §17.2.3, with the RFC 2543 fallback for branches without the cookie.
+
+    The source address is part of the key too: two clients that happen to pick the same branch
+    and sent-by (RFC 4475's messages do) must not answer each other's transactions.
+    """
     via = request.top_via
     method = "INVITE" if request.method == "ACK" else request.method
     branch = via.branch
     if branch and branch.startswith(MAGIC_COOKIE) and len(branch) > len(MAGIC_COOKIE):
-        return (branch, via.sent_by.lower(), method)
+        return (branch, via.sent_by.lower(), method, source)
     cseq = request.cseq
     return (
         "rfc2543", request.call_id, request.from_.tag or "", cseq.seq, method,
-        via.serialize().lower() if request.method != "ACK" else via.sent_by.lower(),
+        via.sent_by.lower(), source,
     )
 
 
@@ -384,7 +388,7 @@ class TransactionLayer:
         transaction gives (txn, False); an ACK matching nothing gives (None, False): the core
         matches it to a dialog (an ACK for a 2xx).
         """
-        key = server_key(request)
+        key = server_key(request, getattr(source, "remote", source))
         txn = self.servers.get(key)
         if txn is not None:
             if request.method == "ACK" and isinstance(txn, ServerInviteTransaction) and txn.state is State.ACCEPTED:
@@ -413,9 +417,9 @@ class TransactionLayer:
     def send_response(self, txn: ServerTransaction, response: Response, now: float) -> None:
         txn.send_response(response, now)
 
-    def find_invite_for_cancel(self, cancel: Request) -> ServerInviteTransaction | None:
-        key = server_key(cancel)
-        ikey = (*key[:-1], "INVITE") if key[0] != "rfc2543" else (*key[:4], "INVITE", key[5])
+    def find_invite_for_cancel(self, cancel: Request, source: Any = None) -> ServerInviteTransaction | None:
+        key = server_key(cancel, getattr(source, "remote", source))
+        ikey = (*key[:2], "INVITE", key[3]) if key[0] != "rfc2543" else (*key[:4], "INVITE", *key[5:])
         txn = self.servers.get(ikey)
         return txn if isinstance(txn, ServerInviteTransaction) else None
 

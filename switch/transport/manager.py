@@ -22,6 +22,7 @@ log = logging.getLogger("centralino.transport")
 trace_log = logging.getLogger("centralino.sip.trace")
 
 SOCKET_BUFFER = 4 * 1024 * 1024
+CLOSE_GRACE = 1.0  # seconds a dying connection stays open for answers already under way
 
 
 class Receiver(Protocol):
@@ -98,13 +99,20 @@ class _StreamConnection(asyncio.Protocol):
                 self.manager.trace_message("in", item.serialize(), self.flow)
             self.manager.receiver.receive_stream_item(item, self.flow)
         if self.parser.broken:
-            self.close()  # framing lost: the core has answered what it could; close after flush
+            # Framing is lost: read no more, let answers already under way go out, then close.
+            assert self.transport is not None
+            self.transport.pause_reading()
+            self._close_soon()
 
     def eof_received(self) -> bool:
-        err = self.parser.eof()
-        if err is not None and self.flow is not None:
-            self.manager.receiver.receive_stream_item(err, self.flow)
-        return False
+        item = self.parser.eof()
+        if item is not None and self.flow is not None:
+            self.manager.receiver.receive_stream_item(item, self.flow)
+        self._close_soon()
+        return True  # half-closed: we may still answer what the peer sent before its FIN
+
+    def _close_soon(self) -> None:
+        asyncio.get_running_loop().call_later(CLOSE_GRACE, self.close)
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -223,7 +231,7 @@ class TransportManager:
                     timeout=5.0,
                 )
                 conn.write(data)
-            except (OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError) as exc:
                 log.info("cannot connect to %s: %s", flow, exc)
             finally:
                 self._connecting.pop(key, None)
@@ -258,7 +266,7 @@ class TransportManager:
         for _, server in self._servers:
             try:
                 await asyncio.wait_for(server.wait_closed(), 2.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     @property

@@ -1,0 +1,212 @@
+"""Test helpers: a switch running in a background thread on loopback, a tiny SIP client,
+and access to the real external peers (SIPp, baresip) with CI-aware skipping."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import textwrap
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from centralino.api.server import call_api
+from centralino.app import RunOptions, Switch
+from centralino.config.loader import parse_plan_text
+from centralino.switch.sip.auth import DigestClient
+from centralino.switch.sip.message import Request, Response
+from centralino.switch.sip.parser import StreamParser, parse_datagram
+from centralino.switch.sip.uri import parse_uri
+
+DATA = Path(__file__).parent / "data"
+TORTURE = DATA / "torture"
+
+
+def need_tool(name: str) -> str:
+    """Path of an external peer; a missing one skips locally and fails under CI."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is required under CI (the README's test command installs it)")
+        pytest.skip(f"{name} not installed")
+    return path
+
+
+def plan_text(tmp: Path, extra: str = "", *, security: str = "", registrar: str = "",
+              extensions: str | None = None, host: str = "127.0.0.1") -> str:
+    exts = extensions if extensions is not None else textwrap.dedent("""\
+        extensions:
+          "1001": {password: "secret1001", name: Alice}
+          "1002": {password: "secret1002", name: Bob, max_contacts: 2}
+          "watson": {password: "elementary"}
+          "user": {password: "userpass"}
+          "j.user": {password: "juserpass"}
+        """)
+    return textwrap.dedent(f"""\
+        server:
+          sip:
+            listen: ["udp:{host}:0", "tcp:{host}:0"]
+            domain: example.com
+          api: {{listen: "127.0.0.1:0"}}
+          storage: "sqlite:{tmp / 'centralino.db'}"
+          registrar: {{min_expires: 10, default_expires: 3600, max_expires: 7200, qualify_interval: 0{registrar}}}
+          security: {{rate_limit: 0{security}}}
+        """) + exts + extra
+
+
+class RunningSwitch:
+    """Runs Switch.run() in its own thread and event loop; tests talk to it over sockets."""
+
+    def __init__(self, text: str, plan_path: str | None = None) -> None:
+        self.loaded = parse_plan_text(text, plan_path or "test-plan.yaml")
+        self.plan_path = plan_path
+        self.switch: Switch | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=self._main, daemon=True)
+        self._error: BaseException | None = None
+        self._started = threading.Event()
+
+    def _main(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        self.switch = Switch(self.loaded, RunOptions(plan_path=self.plan_path, drain_seconds=1.0))
+        self._started.set()
+        try:
+            self.loop.run_until_complete(self.switch.run())
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            self._error = exc
+        finally:
+            self.loop.close()
+
+    def __enter__(self) -> RunningSwitch:
+        self._thread.start()
+        self._started.wait(5)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            if self._error is not None:
+                raise self._error
+            if self.switch is not None and self.switch.ready.is_set():
+                return self
+            time.sleep(0.01)
+        raise TimeoutError("switch did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self.loop is not None and self.switch is not None and self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self.switch.stop)
+            self._thread.join(10)
+
+    def call(self, fn, *args):  # run fn(*args) on the switch's loop and return its result
+        async def wrap():
+            r = fn(*args)
+            if asyncio.iscoroutine(r):
+                r = await r
+            return r
+        return asyncio.run_coroutine_threadsafe(wrap(), self.loop).result(10)
+
+    def address(self, transport: str) -> tuple[str, int]:
+        assert self.switch is not None and self.switch.transports is not None
+        return self.switch.transports.local_address(transport)
+
+    @property
+    def api(self) -> str:
+        assert self.switch is not None and self.switch.api.address is not None
+        return "%s:%d" % self.switch.api.address
+
+    def status(self) -> dict:
+        code, data = call_api(self.api, "GET", "/status")
+        assert code == 200
+        return data
+
+
+# --------------------------------------------------------------------------------------------------
+class SipClient:
+    """A deliberately small UAC for tests that need to craft exact messages."""
+
+    def __init__(self, server: tuple[str, int], transport: str = "udp", local_ip: str = "127.0.0.1"):
+        self.server = server
+        self.transport = transport
+        if transport == "udp":
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.sock.bind((local_ip, 0))
+        else:
+            self.sock = socket.create_connection(server, timeout=5, source_address=(local_ip, 0))
+            self.parser = StreamParser()
+            self.pending: list = []
+        self.sock.settimeout(3)
+        self.local = self.sock.getsockname()
+        self.cseq = 0
+        self.call_id = uuid.uuid4().hex
+        self.tag = uuid.uuid4().hex[:8]
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def send(self, data: bytes) -> None:
+        if self.transport == "udp":
+            self.sock.sendto(data, self.server)
+        else:
+            self.sock.sendall(data)
+
+    def recv(self, timeout: float = 3.0) -> Response | Request | None:
+        self.sock.settimeout(timeout)
+        try:
+            if self.transport == "udp":
+                data, _ = self.sock.recvfrom(65535)
+                return parse_datagram(data)
+            while not self.pending:
+                data = self.sock.recv(65535)
+                if not data:
+                    return None
+                self.pending.extend(self.parser.feed(data))
+            return self.pending.pop(0)
+        except (TimeoutError, socket.timeout):
+            return None
+
+    def register(self, user: str, *, contact: str | None = None, expires: int | None = 3600,
+                 auth: str | None = None, extra: list[tuple[str, str]] | None = None,
+                 domain: str = "example.com") -> Request:
+        self.cseq += 1
+        host, port = self.local
+        headers = [
+            ("Via", f"SIP/2.0/{self.transport.upper()} {host}:{port};branch=z9hG4bK{uuid.uuid4().hex};rport"),
+            ("Max-Forwards", "70"),
+            ("From", f"<sip:{user}@{domain}>;tag={self.tag}"),
+            ("To", f"<sip:{user}@{domain}>"),
+            ("Call-ID", self.call_id),
+            ("CSeq", f"{self.cseq} REGISTER"),
+        ]
+        if contact is not False:
+            headers.append(("Contact", contact or f"<sip:{user}@{host}:{port};transport={self.transport}>"))
+        if expires is not None:
+            headers.append(("Expires", str(expires)))
+        if auth:
+            headers.append(("Authorization", auth))
+        headers += extra or []
+        return Request("REGISTER", parse_uri(f"sip:{domain}"), headers)
+
+    def transact(self, req: Request, timeout: float = 3.0) -> Response | None:
+        """Send a request and return its final response (skipping 1xx)."""
+        self.send(req.serialize())
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            msg = self.recv(max(0.05, deadline - time.time()))
+            if isinstance(msg, Response) and msg.status >= 200:
+                return msg
+        return None
+
+    def register_with_auth(self, user: str, password: str, **kw) -> Response | None:
+        first = self.transact(self.register(user, **kw))
+        if first is None or first.status != 401:
+            return first
+        challenge = DigestClient.pick(first.header_values("WWW-Authenticate"))
+        assert challenge is not None
+        auth = DigestClient(user, password).authorize(challenge, "REGISTER", f"sip:{kw.get('domain', 'example.com')}")
+        return self.transact(self.register(user, auth=auth, **kw))
