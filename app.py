@@ -72,33 +72,37 @@ class Switch:
         sec = plan.server.security
         self.security = SecurityGuard(sec, on_event=self._record_security_event)
         self.security.trust([n for t in plan.trunks.values() for n in t.allow_from])
+        sip = plan.server.sip
+        self.core = SipCore(
+            security=self.security, domain=sip.domain, user_agent=sip.user_agent,
+            force_rport=sip.force_rport, t1=sip.t1,
+        )
+        self.auth = Authenticator(
+            sip.realm or sip.domain, self.passwords.get, self.security,
+            algorithms=tuple(sec.auth_algorithms), nonce_lifetime=sec.nonce_lifetime, secret=secret,
+        )
+        self.registrar = Registrar(self.core, self.location, self.auth, plan.server.registrar, self._max_contacts)
+        self.core.on("OPTIONS", self._options)
+        self.core.on("INVITE", self._invite)
+        ssl_server = make_server_ssl_context(sip.tls.cert, sip.tls.key) if sip.tls else None
+        self.transports = TransportManager(
+            self.core, idle_timeout=sip.tcp_idle_timeout, trace=self.options.sip_trace,
+            ssl_server=ssl_server, ssl_client=make_client_ssl_context(),
+        )
+        self.core.transports = self.transports
+        try:
+            # Bind first, so that a busy port is a plain error rather than a task-group failure.
+            await self.transports.start(sip.listen_addresses)
+            self._setup_api()
+            await self.api.start(plan.server.api.listen)
+        except BaseException:
+            await self.transports.close()
+            await self.db.close()
+            raise
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
-                sip = plan.server.sip
-                self.core = SipCore(
-                    security=self.security, domain=sip.domain, user_agent=sip.user_agent,
-                    force_rport=sip.force_rport, t1=sip.t1, spawn=tg.create_task,
-                )
-                self.auth = Authenticator(
-                    sip.realm or sip.domain, self.passwords.get, self.security,
-                    algorithms=tuple(sec.auth_algorithms), nonce_lifetime=sec.nonce_lifetime,
-                    secret=secret,
-                )
-                self.registrar = Registrar(
-                    self.core, self.location, self.auth, plan.server.registrar, self._max_contacts,
-                )
-                self.core.on("OPTIONS", self._options)
-                self.core.on("INVITE", self._invite)
-                ssl_server = make_server_ssl_context(sip.tls.cert, sip.tls.key) if sip.tls else None
-                self.transports = TransportManager(
-                    self.core, idle_timeout=sip.tcp_idle_timeout, trace=self.options.sip_trace,
-                    ssl_server=ssl_server, ssl_client=make_client_ssl_context(),
-                )
-                self.core.transports = self.transports
-                await self.transports.start(sip.listen_addresses)
-                self._setup_api()
-                await self.api.start(plan.server.api.listen)
+                self.core.spawn = tg.create_task
                 self._install_signals()
                 tg.create_task(self.location.run_expiry(time.time), name="expiry")
                 self.qualifier = Qualifier(self.core, self.location, plan.server.registrar.qualify_interval)

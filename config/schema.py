@@ -102,7 +102,9 @@ class SecurityConfig(Strict):
     rate_limit: float = Field(100.0, ge=0)  # requests per second per source address; 0 = off
     rate_burst: int = Field(200, ge=1)
     nonce_lifetime: float = Field(300.0, gt=0)
-    auth_algorithms: list[Literal["SHA-256", "MD5"]] = ["MD5", "SHA-256"]
+    # Challenges offered, preferred first. SHA-256 (RFC 8760) is opt-in: SIPp and baresip 1.0
+    # (libre) give up on any challenge whose algorithm they do not know, even next to an MD5 one.
+    auth_algorithms: list[Literal["SHA-256", "MD5"]] = Field(["MD5"], min_length=1)
     user_agent_deny: list[str] = ["friendly-scanner", "sipvicious", "sipcli", "sip-scan", "VaxSIPUserAgent"]
     trusted: list[str] = []  # CIDRs never rate-limited or banned
 

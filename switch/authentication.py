@@ -31,7 +31,7 @@ class Authenticator:
         password_of: Callable[[str], str | None],
         security: SecurityGuard,
         *,
-        algorithms: tuple[str, ...] = ("MD5", "SHA-256"),
+        algorithms: tuple[str, ...] = ("MD5",),
         nonce_lifetime: float = 300.0,
         secret: bytes | None = None,
     ) -> None:

@@ -77,7 +77,7 @@ class SipCore:
         self.transports: Any = None  # TransportManager, attached by the app
         self.handlers: dict[str, Handler] = {}
         self.supported: set[str] = set()
-        self._spawn = spawn or asyncio.ensure_future
+        self.spawn = spawn or asyncio.ensure_future
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self.accepting = True
@@ -204,7 +204,7 @@ class SipCore:
                 status = 481
             self.respond(inc, status, headers=[("Allow", self.allow)])
             return
-        self._spawn(self._run_handler(handler, inc))
+        self.spawn(self._run_handler(handler, inc))
 
     async def _run_handler(self, handler: Handler, inc: IncomingRequest) -> None:
         try:
@@ -272,7 +272,7 @@ class SipCore:
         self.layer.match_2xx_ack(ack, self._now())
         hook = self.handlers.get("ACK")
         if hook is not None:
-            self._spawn(hook(IncomingRequest(ack, flow, None, flow)))  # type: ignore[arg-type]
+            self.spawn(hook(IncomingRequest(ack, flow, None, flow)))  # type: ignore[arg-type]
 
     # -- responses -------------------------------------------------------------------------------
     def make_response(
@@ -297,9 +297,7 @@ class SipCore:
 
     # -- requests we originate -------------------------------------------------------------------
     def via_for(self, flow: Flow) -> str:
-        host, port = self.transports.local_address(flow.transport) if self.transports else ("127.0.0.1", 5060)
-        if flow.local and flow.local[1]:
-            host, port = flow.local
+        host, port = self.transports.local_for(flow) if self.transports else flow.local
         return f"SIP/2.0/{flow.transport.upper()} {host}:{port};branch={new_branch()};rport"
 
     async def request(

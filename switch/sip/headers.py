@@ -210,12 +210,13 @@ def parse_name_addr(value: str) -> NameAddr:
             raise RemoteProtocolError("quoted display name without <uri>")
     else:
         lt = value.find("<")
+        semi = value.find(";")
         rest = value
-        if lt > 0:
-            # Unquoted display name: RFC 3261 wants tokens; we accept any text (lenient).
+        if lt >= 0 and (semi < 0 or lt < semi):
+            # name-addr; an unquoted display name should be tokens, we accept any text (lenient)
             display = value[:lt].strip() or None
             rest = value[lt:]
-        elif '"' in value:
+        elif '"' in value.partition(";")[0]:
             raise RemoteProtocolError("unbalanced quotes in address")
     if rest.startswith("<"):
         gt = rest.find(">")

@@ -157,6 +157,7 @@ class TransportManager:
         self._conn_ids = itertools.count(1)
         self._connecting: dict[tuple[str, Address], asyncio.Task[None]] = {}
         self.listening: list[tuple[str, Address]] = []
+        self._source_cache: dict[str, str] = {}
 
     async def start(self, addresses: list[ListenAddress]) -> None:
         loop = asyncio.get_running_loop()
@@ -190,12 +191,45 @@ class TransportManager:
             return local
         raise RuntimeError("not listening")
 
+    def local_for(self, flow: Flow) -> Address:
+        """The address of the socket a message on this flow actually leaves from."""
+        if flow.transport == "udp":
+            listener = self._udp_for(flow.local)
+            if listener is not None:
+                host, port = listener.local
+                if host in ("0.0.0.0", "::"):
+                    host = self._source_ip_for(flow.remote[0])
+                return host, port
+        else:
+            conn = self._connections.get(flow.conn_id) if flow.conn_id else None
+            conn = conn or self._by_remote.get((flow.transport, flow.remote))
+            if conn is not None and conn.flow is not None:
+                return conn.flow.local
+        return self.local_address(flow.transport)
+
+    def _source_ip_for(self, remote_ip: str) -> str:
+        """Which of our addresses the kernel would send from to reach ``remote_ip`` (a wildcard
+        listener must not put 0.0.0.0 in a Via or Contact). Connecting a UDP socket sends nothing."""
+        cached = self._source_cache.get(remote_ip)
+        if cached is None:
+            family = socket.AF_INET6 if ":" in remote_ip else socket.AF_INET
+            with socket.socket(family, socket.SOCK_DGRAM) as probe:
+                try:
+                    probe.connect((remote_ip, 9))
+                    cached = probe.getsockname()[0]
+                except OSError:
+                    cached = "127.0.0.1"
+            if len(self._source_cache) > 10_000:
+                self._source_cache.clear()
+            self._source_cache[remote_ip] = cached
+        return cached
+
     def has_transport(self, transport: str) -> bool:
         return any(name == transport for name, _ in self.listening)
 
     def send(self, data: bytes, flow: Flow) -> None:
         if self.trace:
-            self.trace_message("out", data, flow)
+            self.trace_message("out", data, Flow(flow.transport, flow.remote, self.local_for(flow), flow.conn_id))
         if flow.transport == "udp":
             listener = self._udp_for(flow.local)
             if listener is None or listener.transport is None:
