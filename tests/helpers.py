@@ -210,3 +210,58 @@ class SipClient:
         assert challenge is not None
         auth = DigestClient(user, password).authorize(challenge, "REGISTER", f"sip:{kw.get('domain', 'example.com')}")
         return self.transact(self.register(user, auth=auth, **kw))
+
+
+# --------------------------------------------------------------------------------------------------
+def free_port(kind: int = socket.SOCK_DGRAM, host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class NetNamespace:
+    """A network namespace with a veth pair (10.77.x.1 and 10.77.x.2) and a default route, for
+    softphones (baresip 1.0 will not use loopback for media). Needs root and iproute2."""
+
+    def __init__(self) -> None:
+        import subprocess
+
+        self._run = subprocess.run
+        self.name = f"cz{os.getpid() % 10000}{uuid.uuid4().hex[:4]}"
+        octet = int(self.name[-2:], 16) % 250 + 1
+        self.switch_ip = f"10.77.{octet}.1"
+        self.phone_ip = f"10.77.{octet}.2"
+
+    def sh(self, *args: str) -> None:
+        self._run(["ip", "netns", "exec", self.name, *args], check=True, capture_output=True)
+
+    def __enter__(self) -> NetNamespace:
+        if os.geteuid() != 0 or shutil.which("ip") is None:
+            if os.environ.get("CI"):
+                pytest.fail("network namespace tests need root and iproute2 under CI")
+            pytest.skip("needs root and iproute2 for a network namespace")
+        self._run(["ip", "netns", "add", self.name], check=True, capture_output=True)
+        self.sh("ip", "link", "set", "lo", "up")
+        self.sh("ip", "link", "add", "va", "type", "veth", "peer", "name", "vb")
+        self.sh("ip", "addr", "add", f"{self.switch_ip}/24", "dev", "va")
+        self.sh("ip", "addr", "add", f"{self.phone_ip}/24", "dev", "vb")
+        self.sh("ip", "link", "set", "va", "up")
+        self.sh("ip", "link", "set", "vb", "up")
+        self.sh("ip", "route", "add", "default", "dev", "va")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._run(["ip", "netns", "delete", self.name], capture_output=True)
+
+    def cmd(self, *args: str) -> list[str]:
+        return ["ip", "netns", "exec", self.name, *args]
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()

@@ -1,0 +1,154 @@
+"""Running SIPp and reading what it measured (the stat CSV and the per-call response times)."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SCENARIOS = Path(__file__).parent / "scenarios"
+
+
+@dataclass
+class SippResult:
+    target_rate: float
+    successful: int
+    failed: int
+    elapsed: float  # seconds SIPp ran
+    retransmissions: int = 0
+    rtt_ms: list[float] = field(default_factory=list)
+    returncode: int = 0
+    errors: str = ""
+
+    @property
+    def total(self) -> int:
+        return self.successful + self.failed
+
+    @property
+    def failure_ratio(self) -> float:
+        return self.failed / self.total if self.total else 1.0
+
+    @property
+    def achieved_rate(self) -> float:
+        return self.successful / self.elapsed if self.elapsed > 0 else 0.0
+
+    def percentile(self, p: float) -> float | None:
+        if not self.rtt_ms:
+            return None
+        if len(self.rtt_ms) == 1:
+            return self.rtt_ms[0]
+        return statistics.quantiles(self.rtt_ms, n=100, method="inclusive")[int(p) - 1]
+
+
+def sipp_binary() -> str | None:
+    return shutil.which("sipp")
+
+
+def parse_stat_csv(path: Path) -> dict[str, str]:
+    """The last row of SIPp's -trace_stat file, as column → value."""
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f, delimiter=";"))
+    if len(rows) < 2:
+        return {}
+    return dict(zip(rows[0], rows[-1], strict=False))
+
+
+def parse_rtt_csv(path: Path) -> list[float]:
+    """Response times in ms from SIPp's -trace_rtt file (Date_ms;response_time_ms;rtd_no)."""
+    out: list[float] = []
+    if not path.exists():
+        return out
+    with path.open(newline="") as f:
+        for row in csv.reader(f, delimiter=";"):
+            if len(row) >= 2 and row[1].replace(".", "", 1).isdigit():
+                out.append(float(row[1]))
+    return out
+
+
+def run_sipp(
+    scenario: str | Path,
+    target: str,
+    *,
+    rate: float,
+    count: int,
+    inf: Path | None = None,
+    transport: str = "u1",
+    local_ip: str = "127.0.0.1",
+    extra: list[str] | None = None,
+    timeout: float | None = None,
+) -> SippResult:
+    sipp = sipp_binary()
+    if sipp is None:
+        raise FileNotFoundError("sipp is not installed (Debian package: sip-tester)")
+    scenario = Path(scenario)
+    if not scenario.is_absolute() and not scenario.exists():
+        scenario = SCENARIOS / scenario
+    with tempfile.TemporaryDirectory(prefix="sipp-") as tmp:
+        work = Path(tmp)
+        cmd = [
+            sipp, target, "-sf", str(scenario), "-m", str(count), "-r", str(rate), "-rp", "1000",
+            "-t", transport, "-i", local_ip, "-p", "0", "-nostdin", "-trace_stat", "-stf",
+            str(work / "stat.csv"), "-fd", "1", "-trace_rtt", "-rtt_freq", "1", "-trace_err",
+            "-error_file", str(work / "errors.log"), "-timeout", f"{int(timeout or count / max(rate, 1) + 30)}s",
+            "-timeout_error", "-max_recv_loops", "10000",
+        ]
+        if inf is not None:
+            cmd += ["-inf", str(inf)]
+        cmd += extra or []
+        start = time.monotonic()
+        proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True,
+                              timeout=(timeout or count / max(rate, 1) + 30) + 30)
+        wall = time.monotonic() - start
+        stats = parse_stat_csv(work / "stat.csv") if (work / "stat.csv").exists() else {}
+        rtt_files = list(work.glob("*_rtt.csv"))
+        rtts = parse_rtt_csv(rtt_files[0]) if rtt_files else []
+        errors = (work / "errors.log").read_text(errors="replace")[:4000] if (work / "errors.log").exists() else ""
+    elapsed = _epoch(stats.get("CurrentTime", "")) - _epoch(stats.get("StartTime", ""))
+    if elapsed <= 0:
+        elapsed = _hms(stats.get("ElapsedTime(C)", "")) or wall
+    return SippResult(
+        target_rate=rate,
+        successful=int(stats.get("SuccessfulCall(C)", 0) or 0),
+        failed=int(stats.get("FailedCall(C)", 0) or 0) + max(0, count - int(stats.get("TotalCallCreated", count) or count)),
+        elapsed=elapsed,
+        retransmissions=int(stats.get("Retransmissions(C)", 0) or 0),
+        rtt_ms=rtts,
+        returncode=proc.returncode,
+        errors=errors or proc.stderr[-2000:],
+    )
+
+
+def _epoch(text: str) -> float:
+    """SIPp's time columns read 'date<TAB>time<TAB>epoch'."""
+    try:
+        return float(text.split("\t")[-1])
+    except ValueError:
+        return 0.0
+
+
+def _hms(text: str) -> float:
+    """'00:00:02' or '00:00:02:123' → seconds (SIPp prints ElapsedTime this way)."""
+    parts = text.strip().split(":")
+    try:
+        if len(parts) == 4:
+            h, m, s, ms = (int(p) for p in parts)
+            return h * 3600 + m * 60 + s + ms / 1000
+        if len(parts) == 3:
+            h, m, s = (float(p) for p in parts)
+            return h * 3600 + m * 60 + s
+    except ValueError:
+        pass
+    return 0.0
+
+
+def write_users_csv(path: Path, users: list[tuple[str, str]], domain: str) -> Path:
+    """An injection file for register_digest.xml: user; [authentication ...]; domain."""
+    lines = ["SEQUENTIAL"]
+    lines += [f"{u};[authentication username={u} password={p}];{domain};" for u, p in users]
+    path.write_text("\n".join(lines) + "\n")
+    return path
