@@ -290,9 +290,8 @@ class Switch:
         assert self.core is not None and self.transports is not None
         self.transports.stop_listening()
         self.core.accepting = False
-        deadline = time.monotonic() + self.options.drain_seconds
-        while len(self.core.layer.servers) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        if not await self.core.drain(self.options.drain_seconds):
+            log.warning("shutdown: requests still unanswered after %.0fs", self.options.drain_seconds)
         await self.api.close()
         await self.transports.close()
 

@@ -81,6 +81,7 @@ class SipCore:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self.accepting = True
+        self._inflight: set[asyncio.Task[Any]] = set()  # requests whose handler has not answered yet
         self.counters: dict[str, int] = {
             "requests": 0, "responses": 0, "rejected": 0, "dropped_responses": 0, "stray_responses": 0,
         }
@@ -204,7 +205,9 @@ class SipCore:
                 status = 481
             self.respond(inc, status, headers=[("Allow", self.allow)])
             return
-        self.spawn(self._run_handler(handler, inc))
+        task = self.spawn(self._run_handler(handler, inc))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
 
     async def _run_handler(self, handler: Handler, inc: IncomingRequest) -> None:
         try:
@@ -364,6 +367,13 @@ class SipCore:
         self._timer_at = None
         self.layer.handle_timer(self._now())
         self._flush()
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until every request being handled has its answer (or the timeout passes)."""
+        if not self._inflight:
+            return True
+        _, pending = await asyncio.wait(set(self._inflight), timeout=timeout)
+        return not pending
 
     def close(self) -> None:
         if self._timer is not None:

@@ -11,10 +11,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import atheris  # noqa: E402
+import atheris
 
 with atheris.instrument_imports():
-    from test_properties import fuzz_one  # noqa: E402
+    from test_properties import fuzz_one
 
 if __name__ == "__main__":
     atheris.Setup(sys.argv, fuzz_one)

@@ -5,16 +5,14 @@ RFC allows a choice (the lenient group) the switch's choice is asserted and docu
 from __future__ import annotations
 
 import socket
-import time
 import uuid
 
 import pytest
-from helpers import TORTURE, RunningSwitch, plan_text
-
 from centralino.switch.sip.auth import DigestClient
 from centralino.switch.sip.errors import RemoteProtocolError
 from centralino.switch.sip.message import Request, Response
 from centralino.switch.sip.parser import StreamParser, parse_datagram
+from helpers import TORTURE, RunningSwitch, plan_text
 
 # name → expected final status (None: no answer at all: responses are dropped)
 VALID = {
@@ -74,7 +72,7 @@ def _exchange(sw: RunningSwitch, mode: str, data: bytes, name: str) -> tuple[lis
                 out.append(resp)
                 if resp.status >= 200:
                     s.settimeout(0.2)
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             pass
         s.close()
         return out, False
@@ -105,7 +103,7 @@ def _exchange(sw: RunningSwitch, mode: str, data: bytes, name: str) -> tuple[lis
             if any(r.status >= 200 for r in out):
                 # after a framing error the server closes within its 1 s grace period
                 s.settimeout(2.5 if name in FRAMING else 0.3)
-    except (TimeoutError, socket.timeout, ConnectionResetError):
+    except (TimeoutError, ConnectionResetError):
         pass
     s.close()
     return out, closed
@@ -168,4 +166,3 @@ def test_torture_register_binding(mode_switch, name):
     else:
         assert ("user", "sip:user@example.com?Route=%3Csip:sip.example.com%3E") in stored
         assert any("?Route=%3Csip:sip.example.com%3E>" in c for c in contacts)
-    time.sleep(0)

@@ -8,7 +8,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from centralino.config.loader import PlanInvalid, load_plan, parse_plan_text
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from helpers import TORTURE
-
 from centralino.switch.sip.errors import RemoteProtocolError
 from centralino.switch.sip.message import Request, Response
 from centralino.switch.sip.parser import MAX_HEADERS, StreamParser, parse_datagram
+from helpers import TORTURE
 
 BASIC = (
     b"INVITE sip:bob@example.com SIP/2.0\r\n"

@@ -3,15 +3,14 @@ mutated messages may only ever raise RemoteProtocolError."""
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from helpers import TORTURE
-
 from centralino.switch.sip.errors import RemoteProtocolError
 from centralino.switch.sip.message import Request, Response
 from centralino.switch.sip.parser import StreamParser, parse_datagram
 from centralino.switch.sip.sdp import parse_sdp
 from centralino.switch.sip.uri import URI, parse_uri
+from helpers import TORTURE
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 token = st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~", min_size=1, max_size=12)
 user_text = st.text("abcdefghijklmnopqrstuvwxyz0123456789-_.!~*'()&=+$,;?/", min_size=1, max_size=16)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
+import itertools
 
+import pytest
 from centralino.switch.sip.message import Request, Response, make_response
 from centralino.switch.sip.parser import parse_datagram
 from centralino.switch.sip.transaction import (
@@ -89,7 +90,7 @@ def test_non_invite_proceeding_retransmits_every_t2():
     layer.receive_response(make_response(req, 100), 0.1)
     times = [t for t, _ in run_until(layer, 20.0)]
     assert times[0] == pytest.approx(0.5)
-    intervals = [b - a for a, b in zip(times, times[1:], strict=False)]
+    intervals = [b - a for a, b in itertools.pairwise(times)]
     assert all(i == pytest.approx(4.0) for i in intervals)
 
 

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-
 from centralino.switch.sip.errors import RemoteProtocolError
 from centralino.switch.sip.headers import parse_name_addr
 from centralino.switch.sip.sdp import Connection, parse_sdp
@@ -55,7 +54,7 @@ SDP = (b"v=0\r\no=alice 2890844526 2890844526 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4
 def test_sdp_parse_and_views():
     sd = parse_sdp(SDP)
     assert sd.version == 0 and sd.connection == Connection("IN", "IP4", "10.0.0.1")
-    audio, video = sd.media
+    audio, _video = sd.media
     assert audio.port == 49170 and audio.formats == ["0", "8", "101"]
     assert audio.rtpmaps[101].encoding == "telephone-event" and audio.fmtps[101] == "0-16"
     assert sd.media_direction(0) == "sendrecv" and sd.media_direction(1) == "inactive"
