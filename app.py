@@ -4,6 +4,7 @@ together, and runs them under one TaskGroup with phased shutdown and hot reload.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import secrets
@@ -108,6 +109,7 @@ class Switch:
                 self.qualifier = Qualifier(self.core, self.location, plan.server.registrar.qualify_interval)
                 tg.create_task(self.qualifier.run(), name="qualify")
                 self._announce(restored)
+                _tune_gc()
                 self.ready.set()
                 await self._stop.wait()
                 await self._shutdown()
@@ -298,6 +300,16 @@ class Switch:
 
 class _Stopped(Exception):
     pass
+
+
+def _tune_gc() -> None:
+    """Tens of thousands of transactions live for 32 s each under load; with the default
+    thresholds full collections walk them all several times a second and stall the loop for
+    hundreds of ms. Start-up objects are frozen out of collection; young generations are
+    collected less often. (Measured with `centralino bench register`.)"""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 50)
 
 
 async def serve(loaded: LoadedPlan, options: RunOptions) -> None:

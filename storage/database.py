@@ -38,6 +38,8 @@ class Database:
         self._db: aiosqlite.Connection | None = None
         self._pending: list[tuple[list[Statement], asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._checkpointer: aiosqlite.Connection | None = None
+        self._checkpoint_task: asyncio.Task[None] | None = None
 
     @property
     def conn(self) -> aiosqlite.Connection:
@@ -55,6 +57,13 @@ class Database:
         await self._db.execute("PRAGMA foreign_keys=ON")
         await self._db.execute("PRAGMA busy_timeout=5000")
         await self.migrate()
+        if self.path != ":memory:":
+            # Checkpoints (which fsync) run on their own connection and thread, so a commit —
+            # and the REGISTER waiting on it — never stalls behind one.
+            await self._db.execute("PRAGMA wal_autocheckpoint=0")
+            self._checkpointer = await aiosqlite.connect(self.path, isolation_level=None)
+            await self._checkpointer.execute("PRAGMA busy_timeout=5000")
+            self._checkpoint_task = asyncio.create_task(self._checkpoint_loop())
 
     async def migrate(self) -> int:
         db = self.conn
@@ -78,9 +87,28 @@ class Database:
             current = version
         return current
 
+    async def _checkpoint_loop(self, interval: float = 5.0) -> None:
+        assert self._checkpointer is not None
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except aiosqlite.Error as exc:  # busy: the next round catches up
+                log.debug("checkpoint skipped: %s", exc)
+
     async def close(self) -> None:
         if self._flusher is not None:
             await asyncio.shield(self._flusher)
+        if self._checkpoint_task is not None:
+            self._checkpoint_task.cancel()
+            try:
+                await self._checkpoint_task
+            except asyncio.CancelledError:
+                pass
+        if self._checkpointer is not None:
+            await self._checkpointer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            await self._checkpointer.close()
+            self._checkpointer = None
         if self._db is not None:
             await self._db.close()
             self._db = None
@@ -107,9 +135,18 @@ class Database:
             db = self.conn
             try:
                 await db.execute("BEGIN IMMEDIATE")
+                # consecutive statements with the same SQL go in one executemany: one thread hop
+                run: list[Sequence[Any]] = []
+                run_sql: str | None = None
                 for statements, _ in batch:
                     for sql, params in statements:
-                        await db.execute(sql, params)
+                        if sql != run_sql and run:
+                            await db.executemany(run_sql, run)  # type: ignore[arg-type]
+                            run = []
+                        run_sql = sql
+                        run.append(params)
+                if run:
+                    await db.executemany(run_sql, run)  # type: ignore[arg-type]
                 await db.execute("COMMIT")
             except Exception as exc:  # report to every writer of the batch, keep the flusher alive
                 try:

@@ -78,6 +78,7 @@ class SipCore:
         self.handlers: dict[str, Handler] = {}
         self.supported: set[str] = set()
         self.spawn = spawn or asyncio.ensure_future
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self.accepting = True
@@ -326,9 +327,11 @@ class SipCore:
         return await fut
 
     # -- sans-I/O plumbing -----------------------------------------------------------------------
-    @staticmethod
-    def _now() -> float:
-        return asyncio.get_running_loop().time()
+    def _now(self) -> float:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop.time()
 
     def _send(self, data: bytes, flow: Flow) -> None:
         if self.transports is not None:
@@ -360,7 +363,9 @@ class SipCore:
             self._timer = None
         self._timer_at = deadline
         if deadline is not None:
-            self._timer = asyncio.get_running_loop().call_at(deadline, self._on_timer)
+            self._now()
+            assert self._loop is not None
+            self._timer = self._loop.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None

@@ -48,25 +48,52 @@ class Message:
     the methods below, which drop the cached typed values.
     """
 
-    __slots__ = ("_cache", "body", "headers")
+    __slots__ = ("_cache", "_index", "body", "headers")
 
     def __init__(self, headers: Iterable[tuple[str, str]] = (), body: bytes = b"") -> None:
         self.headers: list[tuple[str, str]] = [(canonical_name(n), v) for n, v in headers]
         self.body = body
         self._cache: dict[str, object] = {}
+        self._index: dict[str, list[str]] | None = None
+
+    @classmethod
+    def _from_canonical(cls, headers: list[tuple[str, str]], body: bytes) -> Message:
+        """Construction from headers whose names are already canonical (parser, responses)."""
+        msg = cls.__new__(cls)
+        msg.headers = headers
+        msg.body = body
+        msg._cache = {}
+        msg._index = None
+        return msg
+
+    def _lookup(self) -> dict[str, list[str]]:
+        # name (lower case) → values, built once per message: lookups are then O(1)
+        index = self._index
+        if index is None:
+            index = {}
+            for n, v in self.headers:
+                index.setdefault(n.lower(), []).append(v)
+            self._index = index
+        return index
+
+    def compact(self) -> None:
+        """Drop the parsed views (they are rebuilt on demand): fewer live objects for messages
+        kept only for matching, which keeps the garbage collector's full passes short."""
+        self._cache.clear()
+        self._index = None
+
+    def _changed(self) -> None:
+        self._cache.clear()
+        self._index = None
 
     # -- raw access ------------------------------------------------------------------------
     def header(self, name: str, default: str | None = None) -> str | None:
-        key = canonical_name(name).lower()
-        for n, v in self.headers:
-            if n.lower() == key:
-                return v
-        return default
+        values = self._lookup().get(canonical_name(name).lower())
+        return values[0] if values else default
 
     def header_values(self, name: str) -> list[str]:
         """Every line of that header, unsplit."""
-        key = canonical_name(name).lower()
-        return [v for n, v in self.headers if n.lower() == key]
+        return list(self._lookup().get(canonical_name(name).lower(), ()))
 
     def header_list(self, name: str) -> list[str]:
         """Every element of a comma-separated header across all its lines."""
@@ -94,7 +121,7 @@ class Message:
         if not done:
             out.append((cname, value))
         self.headers = out
-        self._cache.clear()
+        self._changed()
 
     def add_header(self, name: str, value: str, *, first: bool = False) -> None:
         cname = canonical_name(name)
@@ -108,12 +135,12 @@ class Message:
                 self.headers.insert(0, (cname, value))
         else:
             self.headers.append((cname, value))
-        self._cache.clear()
+        self._changed()
 
     def remove_header(self, name: str) -> None:
         key = canonical_name(name).lower()
         self.headers = [(n, v) for n, v in self.headers if n.lower() != key]
-        self._cache.clear()
+        self._changed()
 
     # -- typed getters (lazy, cached; malformed values raise RemoteProtocolError) ------------
     def _cached(self, key: str, compute):  # type: ignore[no-untyped-def]
@@ -142,7 +169,7 @@ class Message:
         self.headers.insert(pos, ("Via", via.serialize()))
         for i, v in enumerate(rest, 1):
             self.headers.insert(pos + i, ("Via", v.serialize()))
-        self._cache.clear()
+        self._changed()
 
     @property
     def cseq(self) -> CSeq:
@@ -272,6 +299,13 @@ class Request(Message):
         self.method = method
         self.uri = uri
 
+    @classmethod
+    def parsed(cls, method: str, uri: URI | AbsoluteURI, headers: list[tuple[str, str]], body: bytes) -> Request:
+        msg = cls._from_canonical(headers, body)
+        msg.method = method
+        msg.uri = uri
+        return msg
+
     def _start_line(self) -> str:
         return f"{self.method} {self.uri.serialize()} SIP/2.0"
 
@@ -292,6 +326,13 @@ class Response(Message):
         super().__init__(headers, body)
         self.status = status
         self.reason = REASONS.get(status, "Unknown") if reason is None else reason
+
+    @classmethod
+    def parsed(cls, status: int, reason: str | None, headers: list[tuple[str, str]], body: bytes) -> Response:
+        msg = cls._from_canonical(headers, body)
+        msg.status = status
+        msg.reason = REASONS.get(status, "Unknown") if reason is None else reason
+        return msg
 
     def _start_line(self) -> str:
         return f"SIP/2.0 {self.status} {self.reason}"
@@ -324,7 +365,7 @@ def make_response(
                 except RemoteProtocolError:
                     pass
             copied.append((n, v))
-    copied.extend(headers)
+    copied.extend((canonical_name(n), v) for n, v in headers)
     if status == 100 and request.header("Timestamp"):
         copied.append(("Timestamp", request.header("Timestamp") or ""))
-    return Response(status, reason, copied, body)
+    return Response.parsed(status, reason, copied, body)

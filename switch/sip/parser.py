@@ -133,8 +133,7 @@ def _parse_request(start: str, headers: list[tuple[str, str]], body: bytes, stre
         exc.partial = partial
         raise
     body = _fit_body(body, length, stream, partial)
-    req = Request(method, uri, (), body)
-    req.headers = headers
+    req = Request.parsed(method, uri, headers, body)
     try:
         _validate(req, method)
     except RemoteProtocolError as exc:
@@ -153,8 +152,7 @@ def _parse_response(start: str, headers: list[tuple[str, str]], body: bytes, str
     try:
         length = _content_length(headers)
         body = _fit_body(body, length, stream, None)
-        resp = Response(int(code), parts[2].strip() if len(parts) > 2 else "", (), body)
-        resp.headers = headers
+        resp = Response.parsed(int(code), parts[2].strip() if len(parts) > 2 else "", headers, body)
         _validate(resp, None)
     except RemoteProtocolError as exc:
         raise RemoteProtocolError(exc.reason, None, fatal=exc.fatal) from None

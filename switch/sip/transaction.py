@@ -305,6 +305,7 @@ class ServerNonInviteTransaction(ServerTransaction):
             self.state = State.PROCEEDING
         else:
             self.state = State.COMPLETED
+            self.request.compact()  # only the bytes of the answer are needed from here on
             self._set("J", now, 0.0 if self.reliable else 64 * self.layer.t1)
 
     def receive_request(self, request: Request, now: float) -> None:

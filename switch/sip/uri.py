@@ -21,6 +21,7 @@ _HOST_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-
 _USER_RE = re.compile(r"^(?:[A-Za-z0-9\-_.!~*'()&=+$,;?/]|%[0-9A-Fa-f]{2})*$")
 _PASSWORD_RE = re.compile(r"^(?:[A-Za-z0-9\-_.!~*'()&=+$,]|%[0-9A-Fa-f]{2})*$")
 _PARAM_RE = re.compile(r"^(?:[A-Za-z0-9\-_.!~*'()\[\]/:&+$]|%[0-9A-Fa-f]{2})+$")
+_BAD_CHARS = re.compile(r'[ \t\r\n<>"]')
 _TEL_RE = re.compile(r"^\+?[0-9A-Fa-f*#\-.()pPwW]+$")
 
 
@@ -162,7 +163,7 @@ def parse_uri(text: str) -> URI | AbsoluteURI:
     scheme_text = m.group(1)
     scheme = scheme_text.lower()
     rest = text[m.end():]
-    if any(c in text for c in " \t\r\n<>\""):
+    if _BAD_CHARS.search(text):
         raise RemoteProtocolError(f"bad characters in URI {text[:80]!r}")
     if scheme == "tel":
         number, _, ptext = rest.partition(";")
