@@ -1,0 +1,68 @@
+"""The benchmark runner's pure parts: stepping decisions and SIPp output parsing."""
+
+from __future__ import annotations
+
+from centralino.bench.sipp import SippResult, _epoch, parse_rtt_csv, parse_stat_csv, write_users_csv
+from centralino.bench.stepping import Criteria, Step, best_rate, next_rate
+
+C = Criteria(max_failure_ratio=0.001, max_p95_ms=200)
+
+
+def ok(rate):
+    return Step(rate, 0.0, 10.0, rate)
+
+
+def bad(rate, why="fail"):
+    return Step(rate, 0.01, 10.0, rate) if why == "fail" else Step(rate, 0.0, 500.0, rate)
+
+
+def test_grows_geometrically_while_passing():
+    assert next_rate([], C, start=100) == 100
+    assert next_rate([ok(100)], C, start=100, factor=2) == 200
+    assert next_rate([ok(100), ok(200)], C, start=100, factor=2, max_rate=300) == 300
+    assert next_rate([ok(100), ok(200), ok(300)], C, start=100, factor=2, max_rate=300) is None
+
+
+def test_bisects_after_first_failure_then_stops():
+    h = [ok(100), ok(200), bad(400)]
+    assert next_rate(h, C, start=100, factor=2) == 300
+    h.append(ok(300))
+    assert next_rate(h, C, start=100, factor=2) == 350
+    h.append(bad(350, "latency"))
+    assert next_rate(h, C, start=100, factor=2, refinements=2) is None
+    assert best_rate(h, C).rate == 300
+
+
+def test_first_step_failing_ends_the_run():
+    assert next_rate([bad(100)], C, start=100) is None
+    assert best_rate([bad(100)], C) is None
+
+
+def test_latency_and_client_limit_fail_a_step():
+    assert not Step(1000, 0.0, 250.0, 1000).passes(C)
+    assert not Step(1000, 0.0, 10.0, 700).passes(C)  # SIPp could not offer the rate
+    assert Step(1000, 0.0009, 199.0, 995).passes(C)
+
+
+def test_parse_sipp_files(tmp_path):
+    stat = tmp_path / "stat.csv"
+    stat.write_text("StartTime;CurrentTime;SuccessfulCall(C);FailedCall(C);Retransmissions(C);\n"
+                    "2026-11-24\t01:05:01.295192\t1795482301.295192;2026-11-24\t01:05:03.300487\t1795482303.300487;"
+                    "600;2;7;\n")
+    row = parse_stat_csv(stat)
+    assert row["SuccessfulCall(C)"] == "600" and row["FailedCall(C)"] == "2"
+    assert round(_epoch(row["CurrentTime"]) - _epoch(row["StartTime"]), 3) == 2.005
+    rtt = tmp_path / "x_rtt.csv"
+    rtt.write_text("Date_ms;response_time_ms;rtd_no\n16.001;4;1\n24.001;0;1\n30;12.5;1\n")
+    assert parse_rtt_csv(rtt) == [4.0, 0.0, 12.5]
+
+
+def test_result_figures():
+    r = SippResult(target_rate=100, successful=999, failed=1, elapsed=10.0, rtt_ms=[float(i) for i in range(1, 101)])
+    assert r.failure_ratio == 0.001 and r.achieved_rate == 99.9
+    assert r.percentile(50) == 50.5 and r.percentile(95) == 95.05
+
+
+def test_users_file(tmp_path):
+    path = write_users_csv(tmp_path / "u.csv", [("1001", "pw")], "example.com")
+    assert path.read_text() == "SEQUENTIAL\n1001;[authentication username=1001 password=pw];example.com;\n"
