@@ -130,10 +130,15 @@ class RunningSwitch:
 class SipClient:
     """A deliberately small UAC for tests that need to craft exact messages."""
 
-    def __init__(self, server: tuple[str, int], transport: str = "udp", local_ip: str = "127.0.0.1"):
+    def __init__(self, server: tuple[str, int], transport: str = "udp", local_ip: str = "127.0.0.1",
+                 sock: socket.socket | None = None):
         self.server = server
         self.transport = transport
-        if transport == "udp":
+        if sock is not None:  # an already connected stream socket (TLS)
+            self.sock = sock
+            self.parser = StreamParser()
+            self.pending = []
+        elif transport == "udp":
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             self.sock.bind((local_ip, 0))
         else:
