@@ -66,15 +66,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     return status
 
 
-def cmd_status(args: argparse.Namespace) -> int:
+def _ask_switch(args: argparse.Namespace, method: str, path: str) -> Any:
+    """Call the running switch's control API; exit 1 with a clear message if none answers."""
     from .api.server import call_api
 
     address = _api_address(args)
     try:
-        _code, data = call_api(address, "GET", "/status")
+        return call_api(address, method, path)[1]
     except OSError as exc:
-        print(f"centralino status: no switch answering on {address}: {exc}", file=sys.stderr)
-        return 1
+        print(f"centralino {args.command}: no switch answering on {address}: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    data = _ask_switch(args, "GET", "/status")
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
@@ -100,14 +105,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
-    from .api.server import call_api
-
-    address = _api_address(args)
-    try:
-        _code, data = call_api(address, "POST", "/reload")
-    except OSError as exc:
-        print(f"centralino reload: no switch answering on {address}: {exc}", file=sys.stderr)
-        return 1
+    data = _ask_switch(args, "POST", "/reload")
     if data.get("ok"):
         print(f"reloaded {data['plan']}")
         return 0

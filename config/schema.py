@@ -8,9 +8,20 @@ from datetime import date
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _LISTEN_RE = re.compile(r"^(udp|tcp|tls):(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):(\d{1,5})$")
+
+
+def _cidr(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"not an address or network: {value!r}") from None
+    return value
+
+
+Cidr = Annotated[str, AfterValidator(_cidr)]
 
 
 class Strict(BaseModel):
@@ -106,14 +117,7 @@ class SecurityConfig(Strict):
     # (libre) give up on any challenge whose algorithm they do not know, even next to an MD5 one.
     auth_algorithms: list[Literal["SHA-256", "MD5"]] = Field(["MD5"], min_length=1)
     user_agent_deny: list[str] = ["friendly-scanner", "sipvicious", "sipcli", "sip-scan", "VaxSIPUserAgent"]
-    trusted: list[str] = []  # CIDRs never rate-limited or banned
-
-    @field_validator("trusted")
-    @classmethod
-    def _cidrs(cls, value: list[str]) -> list[str]:
-        for v in value:
-            ipaddress.ip_network(v, strict=False)
-        return value
+    trusted: list[Cidr] = []  # never rate-limited or banned
 
 
 class LoggingConfig(Strict):
@@ -146,17 +150,10 @@ class Trunk(Strict):
     username: str | None = None
     password: str | None = None
     register_: bool = Field(False, alias="register")
-    allow_from: list[str] = []
+    allow_from: list[Cidr] = []
     dids: list[str] = []
     max_channels: int | None = Field(None, ge=1)
     country_code: str | None = None  # number normalisation: '7' turns 8800… and +7800… into E.164
-
-    @field_validator("allow_from")
-    @classmethod
-    def _cidrs(cls, value: list[str]) -> list[str]:
-        for v in value:
-            ipaddress.ip_network(v, strict=False)
-        return value
 
     @model_validator(mode="after")
     def _creds(self) -> Trunk:

@@ -29,7 +29,7 @@ def make_cert(tmp_path):
 def test_register_over_tls(tmp_path):
     cert, key = make_cert(tmp_path)
     text = plan_text(tmp_path).replace(
-        '"tcp:127.0.0.1:0"]', '"tcp:127.0.0.1:0", "tls:127.0.0.1:0"]\n    tls: {cert: "%s", key: "%s"}' % (cert, key))
+        '"tcp:127.0.0.1:0"]', f'"tcp:127.0.0.1:0", "tls:127.0.0.1:0"]\n    tls: {{cert: "{cert}", key: "{key}"}}')
     with RunningSwitch(text) as sw:
         ctx = ssl.create_default_context(cafile=str(cert))
         ctx.check_hostname = False
