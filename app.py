@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import ipaddress
 import logging
 import os
 import secrets
@@ -16,14 +17,17 @@ from typing import Any
 from .api.server import ApiServer
 from .config.loader import LoadedPlan, PlanInvalid, load_plan
 from .config.schema import Plan
+from .media.worker import MediaPool
 from .storage.database import Database, storage_path
 from .switch.authentication import Authenticator
+from .switch.b2bua.engine import B2BUA
 from .switch.core import IncomingRequest, SipCore
 from .switch.location import LocationService
 from .switch.qualify import Qualifier
 from .switch.registrar import Registrar
 from .switch.security import SecurityEvent, SecurityGuard
 from .switch.sip.message import Response
+from .switch.transport.base import Flow
 from .switch.transport.manager import (
     TransportManager,
     make_client_ssl_context,
@@ -84,20 +88,29 @@ class Switch:
         )
         self.registrar = Registrar(self.core, self.location, self.auth, plan.server.registrar, self._max_contacts)
         self.core.on("OPTIONS", self._options)
-        self.core.on("INVITE", self._invite)
         ssl_server = make_server_ssl_context(sip.tls.cert, sip.tls.key) if sip.tls else None
         self.transports = TransportManager(
             self.core, idle_timeout=sip.tcp_idle_timeout, trace=self.options.sip_trace,
             ssl_server=ssl_server, ssl_client=make_client_ssl_context(),
         )
         self.core.transports = self.transports
+        rtp = plan.server.rtp
+        self.rtp_bind = rtp.address if rtp.address != "auto" else sip.listen_addresses[0].host
+        workers = rtp.workers if rtp.workers != "auto" else max(1, (os.cpu_count() or 2) - 1)
+        self.media = MediaPool(self.rtp_bind, rtp.port_range, workers, self._media_event)
+        self.b2bua = B2BUA(
+            self.core, lambda: self.plan, self.location, self.auth, self.media, self.db,
+            self._trunk_of, self._media_ip, rtp_timeout=rtp.timeout,
+        )
         try:
             # Bind first, so that a busy port is a plain error rather than a task-group failure.
             await self.transports.start(sip.listen_addresses)
             self._setup_api()
             await self.api.start(plan.server.api.listen)
+            await self.media.start()
         except BaseException:
             await self.transports.close()
+            await self.media.close()
             await self.db.close()
             raise
         try:
@@ -194,20 +207,38 @@ class Switch:
             *([("Supported", ", ".join(sorted(self.core.supported)))] if self.core.supported else []),
         ])
 
-    async def _invite(self, inc: IncomingRequest) -> Response:
-        assert self.core is not None
-        outcome = self.auth.check(inc.request, inc.source_ip, time.time(), proxy=True)
-        if outcome.user is None:
-            return self.core.make_response(inc, outcome.status, headers=outcome.headers)
-        # Calls are routed by the B2BUA (next milestone); until then say so honestly.
-        return self.core.make_response(
-            inc, 480, headers=[("Reason", 'SIP;cause=480;text="call routing not available yet"')]
-        )
+    def _trunk_of(self, ip: str) -> str | None:
+        """The trunk whose allow_from contains this source address (IP authentication)."""
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return None
+        for name, trunk in self.plan.trunks.items():
+            if any(addr in ipaddress.ip_network(n, strict=False) for n in trunk.allow_from):
+                return name
+        return None
+
+    def _media_ip(self, flow: Flow) -> str:
+        """The RTP address a leg's SDP advertises: the external address if configured, the bind
+        address if specific, else the local address the leg's signalling uses."""
+        ext = self.plan.server.sip.external_ip
+        if ext not in ("auto", ""):
+            return ext
+        if self.rtp_bind not in ("0.0.0.0", "::"):
+            return self.rtp_bind
+        assert self.transports is not None
+        return self.transports.local_for(flow)[0]
+
+    def _media_event(self, event: dict[str, Any]) -> None:
+        self.b2bua.on_media_event(event)
 
     # -- control API -------------------------------------------------------------------------------
     def _setup_api(self) -> None:
         async def status(_: bytes) -> tuple[int, Any]:
             return 200, self.status()
+
+        async def media(_: bytes) -> tuple[int, Any]:
+            return 200, {"workers": await self.media.stats(), "calls": self.b2bua.summary()}
 
         async def reload(_: bytes) -> tuple[int, Any]:
             errors = await self.reload()
@@ -216,6 +247,7 @@ class Switch:
 
         self.api.route("GET", "/status", status)
         self.api.route("POST", "/reload", reload)
+        self.api.route("GET", "/media", media)
 
     def status(self) -> dict[str, Any]:
         now = time.time()
@@ -237,6 +269,7 @@ class Switch:
             "registrations": regs,
             "transactions": self.core.transaction_summary(),
             "connections": self.transports.connection_count,
+            "calls": self.b2bua.summary(),
             "counters": dict(self.core.counters),
             "security": {
                 "bans": self.security.bans(now),
@@ -291,11 +324,15 @@ class Switch:
         log.info("shutting down")
         assert self.core is not None and self.transports is not None
         self.transports.stop_listening()
-        self.core.accepting = False
-        if not await self.core.drain(self.options.drain_seconds):
+        self.core.accepting = False  # new INVITEs get 503 + Retry-After
+        deadline = time.monotonic() + self.options.drain_seconds
+        await self.b2bua.drain(deadline)
+        if not await self.core.drain(max(0.1, deadline - time.monotonic())):
             log.warning("shutdown: requests still unanswered after %.0fs", self.options.drain_seconds)
+        await asyncio.sleep(0.05)  # let the last BYEs leave
         await self.api.close()
         await self.transports.close()
+        await self.media.close()
 
 
 class _Stopped(Exception):

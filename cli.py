@@ -115,6 +115,55 @@ def cmd_reload(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_route(args: argparse.Namespace) -> int:
+    """Dry run: which route a call would take, and why."""
+    from datetime import datetime, timezone
+
+    from .switch.router import CallContext, Router, normalise
+
+    try:
+        plan = load_plan(args.config).plan
+    except PlanInvalid as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    at = datetime.now(timezone.utc)
+    if args.at:
+        at = datetime.fromisoformat(args.at)
+    source = args.source or ("extension" if args.caller in plan.extensions else "extension")
+    to = normalise(args.to, plan.trunks.get(source)) if source in plan.trunks else args.to
+    decision = Router(plan).route(CallContext(to=to, caller=args.caller or "", source=source, at=at))
+    print(f"call to {to!r} from {args.caller or '-'!r} (source {source}) at {at.isoformat()}")
+    print(decision.describe())
+    action = decision.action.model_dump(by_alias=True, exclude_none=True)
+    print(f"action: {json.dumps(action)}")
+    return 0
+
+
+def cmd_cdr(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from .storage.cdr import export, query
+    from .storage.database import storage_path
+
+    try:
+        plan = load_plan(args.config).plan
+    except PlanInvalid as exc:
+        print(exc, file=sys.stderr)
+        return 1
+
+    def ts(text: str | None) -> float | None:
+        if text is None:
+            return None
+        try:
+            return float(text)
+        except ValueError:
+            return datetime.fromisoformat(text).timestamp()
+
+    rows = query(storage_path(plan.server.storage), ts(args.since), ts(args.until), legs=args.legs)
+    sys.stdout.write(export(rows, args.format))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench.runner import main as bench_main
 
@@ -144,6 +193,22 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "status":
             s.add_argument("--json", action="store_true")
         s.set_defaults(func=func)
+
+    rt = sub.add_parser("route", help="dry run: which route a call would take and why")
+    rt.add_argument("to", help="the called number")
+    rt.add_argument("--from", dest="caller", default="", help="the caller (extension or number)")
+    rt.add_argument("--source", help="'extension' or a trunk name (default: extension)")
+    rt.add_argument("--at", help="ISO time, e.g. 2026-12-25T10:00:00+01:00 (default: now)")
+    rt.add_argument("--config", "-c")
+    rt.set_defaults(func=cmd_route)
+
+    cd = sub.add_parser("cdr", help="export call detail records")
+    cd.add_argument("--since", help="ISO time or epoch seconds")
+    cd.add_argument("--until", help="ISO time or epoch seconds")
+    cd.add_argument("--format", choices=["csv", "json"], default="csv")
+    cd.add_argument("--legs", action="store_true", help="one row per leg too, not only per call")
+    cd.add_argument("--config", "-c")
+    cd.set_defaults(func=cmd_cdr)
 
     b = sub.add_parser("bench", help="SIPp benchmarks (see bench/)")
     from .bench.runner import add_arguments

@@ -123,6 +123,21 @@ def run_sipp(
     )
 
 
+def start_sipp(scenario: str | Path, *, local_ip: str, port: int, media_port: int, count: int,
+               extra: list[str] | None = None, log_dir: Path | None = None) -> subprocess.Popen:
+    """A SIPp server (UAS) in the background, e.g. a phone answering and echoing RTP."""
+    sipp = sipp_binary()
+    if sipp is None:
+        raise FileNotFoundError("sipp is not installed (Debian package: sip-tester)")
+    scenario = Path(scenario)
+    if not scenario.exists():
+        scenario = SCENARIOS / scenario
+    cmd = [sipp, "-sf", str(scenario), "-i", local_ip, "-p", str(port), "-mp", str(media_port),
+           "-m", str(count), "-nostdin", "-trace_err", *(extra or [])]
+    return subprocess.Popen(cmd, cwd=log_dir or tempfile.gettempdir(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
 def _epoch(text: str) -> float:
     """SIPp's time columns read 'date<TAB>time<TAB>epoch'."""
     try:

@@ -78,7 +78,14 @@ class SipConfig(Strict):
 
 class RtpConfig(Strict):
     ports: str = "20000-29999"
-    workers: int | Literal["auto"] = "auto"
+    workers: int | Literal["auto"] = "auto"  # processes; 0 = media in the control process
+    address: str = "auto"  # where RTP sockets bind; auto = the host of the first SIP listener
+    timeout: float = Field(60.0, ge=0)  # seconds without RTP before an answered call is ended
+
+    @property
+    def port_range(self) -> tuple[int, int]:
+        low, _, high = self.ports.partition("-")
+        return int(low), int(high)
 
     @field_validator("ports")
     @classmethod

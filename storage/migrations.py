@@ -33,4 +33,35 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        2,
+        """
+        CREATE TABLE cdr (
+            id            INTEGER PRIMARY KEY AUTOINCREMENT,
+            call_id       TEXT NOT NULL,
+            leg           TEXT NOT NULL,
+            leg_call_id   TEXT NOT NULL DEFAULT '',
+            start         REAL NOT NULL,
+            answer        REAL,
+            end           REAL NOT NULL,
+            ring_seconds  REAL NOT NULL DEFAULT 0,
+            talk_seconds  REAL NOT NULL DEFAULT 0,
+            caller        TEXT NOT NULL DEFAULT '',
+            called        TEXT NOT NULL DEFAULT '',
+            source        TEXT NOT NULL DEFAULT '',
+            did           TEXT NOT NULL DEFAULT '',
+            destination   TEXT NOT NULL DEFAULT '',
+            disposition   TEXT NOT NULL,
+            sip_status    INTEGER,
+            q850_cause    INTEGER,
+            hangup_by     TEXT NOT NULL DEFAULT '',
+            recording     TEXT,
+            rtp_rx        INTEGER,
+            rtp_lost      INTEGER,
+            rtp_jitter_ms REAL
+        );
+        CREATE INDEX cdr_start ON cdr (start);
+        CREATE INDEX cdr_call ON cdr (call_id);
+        """,
+    ),
 ]

@@ -49,6 +49,7 @@ class IncomingRequest:
     response_flow: Flow  # where responses go (§18.2.2 with rport / force_rport)
     to_tag: str = field(default_factory=new_tag)
     on_cancel: Callable[[IncomingRequest], None] | None = None  # set by whoever owns an INVITE
+    on_timeout: Callable[[], None] | None = None  # our final answer was never ACKed (Timer H/L)
 
     @property
     def source_ip(self) -> str:
@@ -342,17 +343,48 @@ class SipCore:
         for data, dest in layer.datagrams_to_send():
             self._send(data, dest)
         while (event := layer.next_event()) is not None:
+            owner = event.transaction.user_data
             if isinstance(event, ResponseReceived):
-                fut = event.transaction.user_data
-                if isinstance(fut, asyncio.Future) and event.response.status >= 200 and not fut.done():
-                    fut.set_result(event.response)
+                if isinstance(owner, asyncio.Future):
+                    if event.response.status >= 200 and not owner.done():
+                        owner.set_result(event.response)
+                elif owner is not None and hasattr(owner, "on_response"):
+                    self._guard(owner.on_response, event.transaction, event.response)
             elif isinstance(event, TransactionTimeout):
-                fut = event.transaction.user_data
-                if isinstance(fut, asyncio.Future) and not fut.done():
-                    fut.set_result(Response(408, "Request Timeout"))
+                if isinstance(owner, asyncio.Future):
+                    if not owner.done():
+                        owner.set_result(Response(408, "Request Timeout"))
+                elif isinstance(owner, IncomingRequest):
+                    if owner.on_timeout is not None:
+                        self._guard(owner.on_timeout)
+                elif owner is not None and hasattr(owner, "on_timeout"):
+                    self._guard(owner.on_timeout, event.transaction)
         for data, dest in layer.datagrams_to_send():
             self._send(data, dest)
         self._arm_timer()
+
+    @staticmethod
+    def _guard(fn: Callable[..., Any], *args: Any) -> None:
+        """Run a transaction user's callback; its bug must not take the SIP core down."""
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("transaction user callback %r failed", fn)
+
+    def start_transaction(self, request: Request, flow: Flow, owner: Any) -> Any:
+        """Send a request in a client transaction whose responses go to ``owner.on_response``."""
+        txn = self.layer.send_request(request, flow, reliable=flow.reliable, now=self._now())
+        txn.user_data = owner
+        self._flush()
+        return txn
+
+    def send_stateless(self, message: Message, flow: Flow) -> None:
+        """An ACK for a 2xx, or a retransmitted 2xx: outside any transaction (§13.2.2.4)."""
+        self._send(message.serialize(), flow)
+
+    def contact_for(self, flow: Flow, user: str = "centralino") -> str:
+        host, port = self.transports.local_for(flow) if self.transports else flow.local
+        return f"<sip:{user}@{host}:{port};transport={flow.transport}>"
 
     def _arm_timer(self) -> None:
         deadline = self.layer.get_timer()

@@ -35,6 +35,23 @@ class Binding:
     def expires_in(self, now: float) -> int:
         return max(0, round(self.expires_at - now))
 
+    def target(self) -> Flow:
+        """How to reach the phone. Over UDP, a Contact on the very address the REGISTER came
+        from is used as written (several UAs may share a host); a Contact elsewhere means NAT, so
+        the REGISTER's source flow is used. Streams reuse their connection."""
+        if self.flow.transport != "udp":
+            return self.flow
+        from .sip.headers import parse_name_addr  # local: the location API stays message-free
+
+        try:
+            uri = parse_name_addr(self.contact).uri
+        except Exception:
+            return self.flow
+        host = uri.host.strip("[]")
+        if host == self.flow.remote[0] and uri.port is not None and uri.param("transport") in (None, "udp", "UDP"):
+            return Flow("udp", (host, uri.port), self.flow.local)
+        return self.flow
+
 
 @dataclass(slots=True)
 class Reachability:

@@ -53,7 +53,7 @@ class Qualifier:
         if not isinstance(uri, URI):
             return False
         start = time.monotonic()
-        resp = await self.core.request("OPTIONS", uri, b.flow)
+        resp = await self.core.request("OPTIONS", uri, b.target())
         rtt = time.monotonic() - start
         # any answer but our own timeout shows the phone is there (many answer 404 or 501)
         ok = resp.status != 408 or resp.header("Via") is not None

@@ -1,0 +1,159 @@
+"""A call: one caller leg (the INVITE we answer) and one or more callee legs (forks we send),
+with its media endpoints and what its CDR needs. Pure data plus small helpers."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from ...storage.cdr import CdrRecord
+from ..core import IncomingRequest
+from ..sip.dialog import Dialog
+from ..sip.message import Request
+from ..sip.uri import URI
+from ..transport.base import Flow
+
+# SIP status → Q.850 cause (RFC 3398 §8.2.6.1, with the usual PBX choices)
+Q850 = {400: 41, 401: 21, 403: 21, 404: 1, 405: 63, 406: 79, 407: 21, 408: 102, 410: 22, 480: 18,
+        481: 41, 482: 25, 483: 25, 484: 28, 485: 1, 486: 17, 487: 127, 488: 65, 500: 41, 501: 79,
+        502: 38, 503: 34, 504: 102, 600: 17, 603: 21, 604: 1, 606: 58}
+NORMAL_CLEARING = 16
+NO_ANSWER = 19
+
+
+def q850_for(status: int) -> int:
+    return Q850.get(status, 31 if status >= 400 else NORMAL_CLEARING)
+
+
+def disposition_for(status: int) -> str:
+    if 200 <= status < 300:
+        return "ANSWERED"
+    if status in (486, 600):
+        return "BUSY"
+    if status == 487:
+        return "CANCELLED"
+    if status in (408, 480):
+        return "NO ANSWER"
+    if status in (502, 503, 504):
+        return "CONGESTION"
+    return "FAILED"
+
+
+class CallState(Enum):
+    ROUTING = "routing"
+    RINGING = "ringing"
+    ANSWERED = "answered"
+    ENDED = "ended"
+
+
+class ForkState(Enum):
+    CALLING = "calling"
+    EARLY = "early"
+    ANSWERED = "answered"
+    DONE = "done"  # failed, cancelled or hung up
+
+
+@dataclass
+class Media:
+    worker: Any
+    a: dict[str, Any]  # endpoint facing the caller: {"endpoint", "ip", "port"}
+    b: dict[str, Any]  # endpoint facing the callee(s)
+
+
+@dataclass(eq=False)
+class Fork:
+    """One outgoing INVITE (to a registered contact or a trunk)."""
+
+    call: Call
+    engine: Any
+    uri: URI
+    flow: Flow
+    request: Request
+    destination: str
+    trunk: str | None = None
+    txn: Any = None
+    state: ForkState = ForkState.CALLING
+    provisional: bool = False
+    cancel_pending: bool = False
+    dialog: Dialog | None = None
+    auth_attempts: int = 0
+    status: int | None = None
+    started: float = field(default_factory=time.time)
+    answered_at: float | None = None
+
+    # the transaction layer reports here
+    def on_response(self, txn: Any, response: Any) -> None:
+        self.engine.on_fork_response(self, txn, response)
+
+    def on_timeout(self, txn: Any) -> None:
+        self.engine.on_fork_timeout(self, txn)
+
+
+@dataclass(eq=False)
+class Call:
+    id: str
+    inc: IncomingRequest
+    caller: str
+    called: str
+    source: str  # "extension" or a trunk name
+    did: str = ""
+    caller_name: str | None = None
+    state: CallState = CallState.ROUTING
+    forks: list[Fork] = field(default_factory=list)
+    answered: Fork | None = None
+    a_dialog: Dialog | None = None
+    media: Media | None = None
+    destination: str = ""
+    started: float = field(default_factory=time.time)
+    ring_started: float | None = None
+    answered_at: float | None = None
+    ended_at: float | None = None
+    final_status: int | None = None
+    cause: int | None = None
+    hangup_by: str = ""
+    cancelled: bool = False
+    ring_timer: Any = None
+    fallback: Any = None  # the route's `else` action, taken when the dial fails
+    rtp: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def a_flow(self) -> Flow:
+        return self.inc.flow
+
+    def live_forks(self) -> list[Fork]:
+        return [f for f in self.forks if f.state in (ForkState.CALLING, ForkState.EARLY)]
+
+    def records(self) -> list[CdrRecord]:
+        end = self.ended_at or time.time()
+        status = self.final_status or (200 if self.answered_at else 480)
+        disposition = "CANCELLED" if self.cancelled and not self.answered_at else disposition_for(status)
+        ring = (self.answered_at or end) - self.started
+        talk = end - self.answered_at if self.answered_at else 0.0
+        source = f"trunk:{self.source}" if self.source != "extension" else f"extension:{self.caller}"
+        common = dict(caller=self.caller, called=self.called, source=source, did=self.did,
+                      destination=self.destination, disposition=disposition, sip_status=status,
+                      q850_cause=self.cause, hangup_by=self.hangup_by)
+        a = self.rtp.get("a", {})
+        b = self.rtp.get("b", {})
+        out = [CdrRecord(self.id, "call", self.started, end, answer=self.answered_at, ring_seconds=round(ring, 3),
+                         talk_seconds=round(talk, 3), rtp_rx=a.get("rx"), rtp_lost=a.get("lost"),
+                         rtp_jitter_ms=a.get("jitter_ms"), **common)]
+        out.append(CdrRecord(self.id, "a", self.started, end, leg_call_id=self.id, answer=self.answered_at,
+                             ring_seconds=round(ring, 3), talk_seconds=round(talk, 3), rtp_rx=a.get("rx"),
+                             rtp_lost=a.get("lost"), rtp_jitter_ms=a.get("jitter_ms"), **common))
+        for f in self.forks:
+            fork_status = f.status or (200 if f.answered_at else 487)
+            out.append(CdrRecord(
+                self.id, "b", f.started, end, leg_call_id=f.request.call_id, answer=f.answered_at,
+                ring_seconds=round((f.answered_at or end) - f.started, 3),
+                talk_seconds=round(end - f.answered_at, 3) if f.answered_at else 0.0,
+                caller=self.caller, called=self.called, source=source, did=self.did,
+                destination=f.destination, disposition=disposition_for(fork_status) if f is not self.answered else "ANSWERED",
+                sip_status=fork_status, q850_cause=q850_for(fork_status) if fork_status >= 300 else NORMAL_CLEARING,
+                hangup_by=self.hangup_by, rtp_rx=b.get("rx") if f is self.answered else None,
+                rtp_lost=b.get("lost") if f is self.answered else None,
+                rtp_jitter_ms=b.get("jitter_ms") if f is self.answered else None,
+            ))
+        return out

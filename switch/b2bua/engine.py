@@ -1,0 +1,578 @@
+"""The B2BUA: answers the caller's INVITE as a UAS, places one INVITE per target as a UAC
+(forking to every registered contact, first 2xx wins), anchors the media in a worker, and
+relays the call's life (ringing, early media, answer, BYE, CANCEL) between the two sides.
+
+Each side has its own dialog; requests towards a side go on the flow it came from or was
+reached on (NAT-friendly). Every finished call leaves its CDR rows in SQLite before its state
+is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ...config.schema import Action, Plan
+from ...storage.cdr import insert_statements
+from ...storage.database import Database
+from ..authentication import Authenticator
+from ..core import IncomingRequest, SipCore
+from ..location import LocationService
+from ..router import CallContext, Router, normalise
+from ..sip.auth import DigestClient
+from ..sip.dialog import Dialog, new_call_id, new_tag
+from ..sip.errors import RemoteProtocolError
+from ..sip.headers import parse_name_addr
+from ..sip.message import Request, Response
+from ..sip.uri import URI, parse_uri, unescape
+from ..transport.base import Flow
+from .call import NO_ANSWER, NORMAL_CLEARING, Call, CallState, Fork, ForkState, Media, q850_for
+from .sdp_anchor import anchor, audio_target
+
+log = logging.getLogger("centralino.b2bua")
+
+DEFAULT_RING_TIMEOUT = 60
+# When forks fail differently, which answer the caller hears (lower is preferred; RFC 3261 §16.7)
+_PREFERENCE = {486: 0, 600: 0, 603: 1, 488: 2, 480: 3, 408: 4, 404: 5}
+
+
+class B2BUA:
+    def __init__(
+        self,
+        core: SipCore,
+        plan_of: Callable[[], Plan],
+        location: LocationService,
+        auth: Authenticator,
+        media: Any,
+        db: Database | None,
+        trunk_of: Callable[[str], str | None],
+        media_ip: Callable[[Flow], str],
+        rtp_timeout: float = 60.0,
+    ) -> None:
+        self.core = core
+        self.plan_of = plan_of
+        self.location = location
+        self.auth = auth
+        self.media = media
+        self.db = db
+        self.trunk_of = trunk_of  # source IP → trunk name (allow_from)
+        self.media_ip = media_ip
+        self.rtp_timeout = rtp_timeout
+        self.calls: dict[str, Call] = {}
+        self.dialogs: dict[tuple[str, str, str], tuple[Call, Fork | None]] = {}
+        self.by_endpoint_call: dict[str, Call] = {}
+        self.applications: dict[str, Callable[[Call, Action], Any]] = {}  # ivr, queue, … (later)
+        self.completed = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        for method, handler in (("INVITE", self.on_invite), ("BYE", self.on_bye), ("ACK", self.on_ack)):
+            core.on(method, handler)
+
+    # -- entry: a new INVITE ------------------------------------------------------------------
+    async def on_invite(self, inc: IncomingRequest) -> Response | None:
+        req = inc.request
+        if req.to.tag is not None:
+            return await self._reinvite(inc)
+        plan = self.plan_of()
+        trunk = self.trunk_of(inc.source_ip)
+        if trunk is not None:
+            source, caller = trunk, unescape(req.from_.uri.user or "") if isinstance(req.from_.uri, URI) else ""
+            caller_name = None
+        else:
+            outcome = self.auth.check(req, inc.source_ip, time.time(), proxy=True)
+            if outcome.user is None:
+                return self.core.make_response(inc, outcome.status, headers=outcome.headers)
+            source, caller = "extension", outcome.user
+            ext = plan.extensions.get(caller)
+            caller_name = ext.name if ext else None
+        mf = req.max_forwards
+        if mf is not None and mf <= 0:
+            return self.core.make_response(inc, 483)
+        if not req.body:
+            return self.core.make_response(inc, 488, "Late offer not supported",
+                                           headers=[("Warning", '399 centralino "INVITE without SDP"')])
+        called_raw = unescape(req.uri.user or "") if isinstance(req.uri, URI) else ""
+        called = normalise(called_raw, plan.trunks.get(source)) if trunk else called_raw
+        decision = Router(plan).route(CallContext(to=called, caller=caller, source=source))
+        call = Call(id=req.call_id, inc=inc, caller=caller, called=called, source=source,
+                    did=called if trunk else "", caller_name=caller_name)
+        if call.id in self.calls:
+            return self.core.make_response(inc, 482)  # a loop back to us
+        self.calls[call.id] = call
+        self._idle.clear()
+        inc.on_cancel = lambda cancel: self._caller_cancelled(call)
+        inc.on_timeout = lambda: self._no_ack(call)
+        log.info("call %s from %s (%s) to %s: %s", call.id, caller, source, called,
+                 decision.reasons[-1])
+        try:
+            await self._execute(call, decision.action)
+        except RemoteProtocolError as exc:
+            await self._fail(call, exc.status or 400, exc.reason)
+        except Exception:
+            log.exception("call %s failed", call.id)
+            await self._fail(call, 500, "internal error")
+        return None
+
+    async def _execute(self, call: Call, action: Action) -> None:
+        call.fallback = action.else_
+        if action.hangup is not None:
+            await self._fail(call, action.hangup, "by the routing plan")
+        elif action.dial is not None:
+            await self._dial_extensions(call, action)
+        elif action.trunk is not None:
+            await self._dial_trunks(call, action)
+        else:
+            verb = next(v for v in ("ivr", "queue", "voicemail", "conference", "play") if getattr(action, v))
+            app = self.applications.get(verb)
+            if app is None:
+                await self._fail(call, 480, f"{verb} is not available yet")
+            else:
+                await app(call, action)
+
+    # -- dialling -------------------------------------------------------------------------------
+    async def _dial_extensions(self, call: Call, action: Action) -> None:
+        plan = self.plan_of()
+        targets = [t.strip() for t in (action.dial or "").replace("&", ",").split(",") if t.strip()]
+        unknown = [t for t in targets if t not in plan.extensions]
+        if unknown and len(unknown) == len(targets):
+            await self._fail(call, 404, f"no extension {unknown[0]}")
+            return
+        bindings = [(t, b) for t in targets if t in plan.extensions for b in self.location.lookup(t, time.time())]
+        if not bindings:
+            await self._fail(call, 480, "not registered")
+            return
+        await self._ensure_media(call)
+        call.destination = ",".join(targets)
+        for ext, b in bindings:
+            uri = parse_name_addr(b.contact).uri
+            assert isinstance(uri, URI)
+            self._fork(call, uri, b.target(), destination=f"extension:{ext}", to_user=ext)
+        self._start_ringing(call, action.timeout or DEFAULT_RING_TIMEOUT)
+
+    async def _dial_trunks(self, call: Call, action: Action) -> None:
+        plan = self.plan_of()
+        names = action.trunk if isinstance(action.trunk, list) else [action.trunk]
+        number = action.number or call.called
+        name = names[0]
+        trunk = plan.trunks[name]
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(trunk.host, trunk.port, type=2)
+            ip = infos[0][4][0]
+        except OSError:
+            await self._fail(call, 503, f"cannot resolve trunk {name}")
+            return
+        await self._ensure_media(call)
+        call.destination = f"trunk:{name}:{number}"
+        local = self.core.transports.local_address(trunk.transport)
+        flow = Flow(trunk.transport, (ip, trunk.port), local)
+        uri = parse_uri(f"sip:{number}@{trunk.host}:{trunk.port}")
+        assert isinstance(uri, URI)
+        self._fork(call, uri, flow, destination=call.destination, to_user=number, trunk=name)
+        self._start_ringing(call, action.timeout or DEFAULT_RING_TIMEOUT)
+
+    def _fork(self, call: Call, uri: URI, flow: Flow, *, destination: str, to_user: str,
+              trunk: str | None = None) -> Fork:
+        plan = self.plan_of()
+        inc = call.inc
+        domain = plan.server.sip.domain
+        assert call.media is not None
+        ip = self.media_ip(flow)
+        body, _ = anchor(inc.request.body, ip, call.media.b["port"], session_id=str(abs(hash(call.id)) % 10**9))
+        mf = inc.request.max_forwards
+        if trunk is not None:
+            t = plan.trunks[trunk]
+            from_user = t.username or call.caller
+            from_host = t.host
+            to_uri = f"<sip:{to_user}@{t.host}>"
+        else:
+            from_user, from_host, to_uri = call.caller, domain, f"<sip:{to_user}@{domain}>"
+        display = f'"{call.caller_name}" ' if call.caller_name else ""
+        headers = [
+            ("Via", self.core.via_for(flow)),
+            ("Max-Forwards", str((mf if mf is not None else 70) - 1)),
+            ("From", f"{display}<sip:{from_user}@{from_host}>;tag={new_tag()}"),
+            ("To", to_uri),
+            ("Call-ID", new_call_id(domain)),
+            ("CSeq", "1 INVITE"),
+            ("Contact", self.core.contact_for(flow)),
+            ("Allow", self.core.allow),
+            ("User-Agent", self.core.user_agent),
+            ("Content-Type", "application/sdp"),
+        ]
+        if trunk is not None:
+            headers.append(("P-Asserted-Identity", f"{display}<sip:{call.caller}@{domain}>"))
+        request = Request("INVITE", uri, headers, body)
+        fork = Fork(call=call, engine=self, uri=uri, flow=flow, request=request,
+                    destination=destination, trunk=trunk)
+        call.forks.append(fork)
+        fork.txn = self.core.start_transaction(request, flow, fork)
+        return fork
+
+    def _start_ringing(self, call: Call, timeout: int) -> None:
+        call.state = CallState.RINGING
+        call.ring_started = time.time()
+        loop = asyncio.get_running_loop()
+        call.ring_timer = loop.call_later(timeout, self._ring_timeout, call)
+
+    def _ring_timeout(self, call: Call) -> None:
+        if call.state is not CallState.RINGING:
+            return
+        log.info("call %s: no answer in time", call.id)
+        for fork in call.live_forks():
+            fork.status = 408
+            self._cancel_fork(fork)
+        self.core.spawn(self._dial_failed(call, 480, NO_ANSWER))
+
+    # -- responses from the callee side -----------------------------------------------------------
+    def on_fork_response(self, fork: Fork, txn: Any, resp: Response) -> None:
+        call = fork.call
+        status = resp.status
+        if status < 200:
+            if status == 100:
+                return
+            fork.provisional = True
+            if fork.cancel_pending:
+                self._cancel_fork(fork)
+                return
+            if fork.state is ForkState.CALLING:
+                fork.state = ForkState.EARLY
+            if call.state is CallState.RINGING:
+                self._relay_provisional(call, fork, resp)
+            return
+        if status < 300:
+            self._fork_answered(fork, resp)
+            return
+        if status in (401, 407) and fork.trunk and fork.auth_attempts < 2 and fork.state is not ForkState.DONE:
+            if self._retry_with_credentials(fork, resp):
+                return
+        fork.state = ForkState.DONE
+        fork.status = fork.status or status
+        log.info("call %s: %s answered %d", call.id, fork.destination, status)
+        if call.state is CallState.RINGING and not call.live_forks():
+            self.core.spawn(self._dial_failed(call, fork.status, q850_for(fork.status)))
+
+    def on_fork_timeout(self, fork: Fork, txn: Any) -> None:
+        if fork.state in (ForkState.CALLING, ForkState.EARLY):
+            fork.state = ForkState.DONE
+            fork.status = fork.status or 408
+            call = fork.call
+            if call.state is CallState.RINGING and not call.live_forks():
+                self.core.spawn(self._dial_failed(call, 408, q850_for(408)))
+
+    def _relay_provisional(self, call: Call, fork: Fork, resp: Response) -> None:
+        assert call.media is not None
+        body = b""
+        headers: list[tuple[str, str]] = [("Contact", self.core.contact_for(call.a_flow))]
+        if resp.body and resp.status == 183:
+            body = self._answer_to_caller(call, fork, resp.body)
+            headers.append(("Content-Type", "application/sdp"))
+        elif resp.status == 183:
+            return
+        self.core.respond(call.inc, resp.status, resp.reason, headers=headers, body=body)
+
+    def _answer_to_caller(self, call: Call, fork: Fork, body: bytes) -> bytes:
+        """The callee's SDP, pointed at our caller-facing endpoint; and point the callee-facing
+        endpoint at the callee."""
+        assert call.media is not None
+        new, target = anchor(body, self.media_ip(call.a_flow), call.media.a["port"],
+                             session_id=str(abs(hash(call.id)) % 10**9))
+        if target is not None:
+            self.core.spawn(call.media.worker.request({
+                "cmd": "endpoint.update", "endpoint": call.media.b["endpoint"],
+                "ip": target.ip, "port": target.port, "rtcp_port": target.rtcp_port}))
+        return new
+
+    def _fork_answered(self, fork: Fork, resp: Response) -> None:
+        call = fork.call
+        try:
+            dialog = Dialog.from_uac(fork.request, resp)
+        except RemoteProtocolError:
+            log.info("call %s: 2xx without Contact or tag from %s", call.id, fork.destination)
+            return
+        if fork.dialog is not None and fork.dialog.remote_tag == dialog.remote_tag:
+            self._send_ack(fork)  # a retransmitted 2xx: ACK again
+            return
+        fork.dialog = dialog
+        fork.status = resp.status
+        self._send_ack(fork)
+        if call.state is not CallState.RINGING or call.answered is not None:
+            # another fork won, or the caller gave up: this one is hung up at once
+            fork.state = ForkState.DONE
+            self._bye(fork.dialog, fork.flow)
+            return
+        fork.state = ForkState.ANSWERED
+        fork.answered_at = time.time()
+        call.answered = fork
+        call.state = CallState.ANSWERED
+        call.answered_at = fork.answered_at
+        call.destination = fork.destination
+        if call.ring_timer is not None:
+            call.ring_timer.cancel()
+        for other in call.live_forks():
+            other.status = 487
+            self._cancel_fork(other)
+        body = self._answer_to_caller(call, fork, resp.body) if resp.body else b""
+        inc = call.inc
+        call.a_dialog = Dialog.from_uas(inc.request, inc.to_tag)
+        self.dialogs[call.a_dialog.id] = (call, None)
+        self.dialogs[dialog.id] = (call, fork)
+        headers = [("Contact", self.core.contact_for(call.a_flow)), ("Allow", self.core.allow)]
+        if body:
+            headers.append(("Content-Type", "application/sdp"))
+        self.core.respond(inc, 200, headers=headers, body=body)
+        assert call.media is not None
+        self.core.spawn(call.media.worker.request({
+            "cmd": "timeout", "endpoints": [call.media.a["endpoint"], call.media.b["endpoint"]],
+            "seconds": self.rtp_timeout}))
+        log.info("call %s answered by %s", call.id, fork.destination)
+
+    def _send_ack(self, fork: Fork) -> None:
+        assert fork.dialog is not None
+        ack = fork.dialog.create_request("ACK", self.core.via_for(fork.flow))
+        ack.set_header("CSeq", f"{fork.request.cseq.seq} ACK")
+        self.core.send_stateless(ack, fork.flow)
+
+    def _retry_with_credentials(self, fork: Fork, resp: Response) -> bool:
+        trunk = self.plan_of().trunks.get(fork.trunk or "")
+        if trunk is None or not trunk.username or not trunk.password:
+            return False
+        header = "Proxy-Authenticate" if resp.status == 407 else "WWW-Authenticate"
+        challenge = DigestClient.pick(resp.header_values(header))
+        if challenge is None:
+            return False
+        fork.auth_attempts += 1
+        req = fork.request
+        retry = Request(req.method, req.uri, list(req.headers), req.body)
+        retry.set_header("Via", self.core.via_for(fork.flow))
+        retry.set_header("CSeq", f"{req.cseq.seq + 1} INVITE")
+        retry.remove_header("Authorization")
+        retry.remove_header("Proxy-Authorization")
+        cred = DigestClient(trunk.username, trunk.password).authorize(challenge, "INVITE", str(req.uri), req.body)
+        retry.add_header("Proxy-Authorization" if resp.status == 407 else "Authorization", cred)
+        fork.request = retry
+        fork.provisional = False
+        fork.txn = self.core.start_transaction(retry, fork.flow, fork)
+        return True
+
+    # -- failure and cancel ---------------------------------------------------------------------------
+    async def _dial_failed(self, call: Call, status: int, cause: int) -> None:
+        if call.state is not CallState.RINGING:
+            return
+        statuses = [f.status for f in call.forks if f.status]
+        if statuses:
+            status = min(statuses, key=lambda s: (_PREFERENCE.get(s, 9), s))
+            cause = NO_ANSWER if status == 480 and cause == NO_ANSWER else q850_for(status)
+        if call.fallback is not None and not call.cancelled:
+            log.info("call %s: dial failed (%d), taking the route's else", call.id, status)
+            call.state = CallState.ROUTING
+            fallback, call.fallback = call.fallback, None
+            await self._execute(call, fallback)
+            return
+        await self._fail(call, status, None, cause)
+
+    async def _fail(self, call: Call, status: int, why: str | None, cause: int | None = None) -> None:
+        """Answer the caller with a final failure and finish the call."""
+        call.final_status = status
+        call.cause = cause or q850_for(status)
+        call.hangup_by = call.hangup_by or "switch"
+        text = f';text="{why}"' if why else ""
+        if call.inc.txn.state.value in ("trying", "proceeding"):
+            self.core.respond(call.inc, status, headers=[("Reason", f"Q.850;cause={call.cause}{text}")])
+        await self._finish(call)
+
+    def _caller_cancelled(self, call: Call) -> None:
+        if call.state in (CallState.ANSWERED, CallState.ENDED):
+            return
+        log.info("call %s cancelled by the caller", call.id)
+        call.cancelled = True
+        call.hangup_by = "caller"
+        for fork in call.live_forks():
+            fork.status = 487
+            self._cancel_fork(fork)
+        if call.ring_timer is not None:
+            call.ring_timer.cancel()
+        call.state = CallState.ENDED
+        call.final_status = 487
+        call.cause = 16  # the caller hung up before the answer: normal clearing
+        self.core.respond(call.inc, 487)
+        self.core.spawn(self._finish(call))
+
+    def _cancel_fork(self, fork: Fork) -> None:
+        if fork.state not in (ForkState.CALLING, ForkState.EARLY):
+            return
+        if not fork.provisional:
+            fork.cancel_pending = True  # RFC 3261 §9.1: CANCEL only after a provisional response
+            return
+        fork.state = ForkState.DONE
+        req = fork.request
+        headers = [("Via", req.header_values("Via")[0]), ("Max-Forwards", "70")]
+        headers += [("Route", v) for v in req.header_values("Route")]
+        headers += [("From", req.header("From") or ""), ("To", req.header("To") or ""),
+                    ("Call-ID", req.call_id), ("CSeq", f"{req.cseq.seq} CANCEL"),
+                    ("Reason", "SIP;cause=487" if fork.status != 200 else "SIP;cause=200;text=\"Call completed elsewhere\"")]
+        self.core.start_transaction(Request("CANCEL", req.uri, headers), fork.flow, None)
+
+    def _no_ack(self, call: Call) -> None:
+        if call.state is CallState.ANSWERED:
+            log.info("call %s: the caller never ACKed our 200", call.id)
+            self.core.spawn(self.hangup(call, by="switch", cause=41))
+
+    # -- in-dialog requests -----------------------------------------------------------------------------
+    def _find(self, req: Request) -> tuple[Call, Fork | None] | None:
+        return self.dialogs.get((req.call_id, req.to.tag or "", req.from_.tag or ""))
+
+    async def on_bye(self, inc: IncomingRequest) -> Response:
+        found = self._find(inc.request)
+        if found is None:
+            return self.core.make_response(inc, 481)
+        call, fork = found
+        side_dialog = call.a_dialog if fork is None else fork.dialog
+        if side_dialog is not None:
+            try:
+                side_dialog.check_request(inc.request)
+            except RemoteProtocolError as exc:
+                return self.core.make_response(inc, exc.status or 500, exc.reason)
+        self.core.spawn(self.hangup(call, by="caller" if fork is None else "callee", cause=NORMAL_CLEARING,
+                                    skip_a=fork is None, skip_fork=fork))
+        return self.core.make_response(inc, 200)
+
+    async def on_ack(self, inc: IncomingRequest) -> None:
+        # the caller's ACK for our 2xx: the transaction layer stopped retransmitting already
+        return None
+
+    async def _reinvite(self, inc: IncomingRequest) -> Response:
+        found = self._find(inc.request)
+        if found is None:
+            return self.core.make_response(inc, 481)
+        call, fork = found
+        # Hold/unhold and codec changes are relayed in the next milestone; keep the session as is.
+        if call.media is not None and inc.request.body:
+            port = call.media.a["port"] if fork is None else call.media.b["port"]
+            flow = call.a_flow if fork is None else fork.flow
+            body, target = anchor(inc.request.body, self.media_ip(flow), port,
+                                  session_id=str(abs(hash(call.id)) % 10**9))
+            if target is not None:
+                ep = call.media.a if fork is None else call.media.b
+                await call.media.worker.request({"cmd": "endpoint.update", "endpoint": ep["endpoint"],
+                                                 "ip": target.ip, "port": target.port,
+                                                 "rtcp_port": target.rtcp_port})
+            return self.core.make_response(inc, 200, headers=[
+                ("Contact", self.core.contact_for(flow)), ("Content-Type", "application/sdp")], body=body)
+        return self.core.make_response(inc, 200, headers=[("Contact", self.core.contact_for(inc.flow))])
+
+    # -- hanging up --------------------------------------------------------------------------------------
+    async def hangup(self, call: Call, *, by: str, cause: int = NORMAL_CLEARING, skip_a: bool = False,
+                     skip_fork: Fork | None = None) -> None:
+        if call.state is CallState.ENDED:
+            return
+        call.state = CallState.ENDED
+        call.hangup_by = call.hangup_by or by
+        call.cause = call.cause or cause
+        call.final_status = call.final_status or 200
+        if not skip_a and call.a_dialog is not None:
+            self._bye(call.a_dialog, call.a_flow)
+        for fork in call.forks:
+            if fork is skip_fork:
+                fork.state = ForkState.DONE
+                continue
+            if fork.state is ForkState.ANSWERED and fork.dialog is not None:
+                fork.state = ForkState.DONE
+                self._bye(fork.dialog, fork.flow)
+            elif fork.state in (ForkState.CALLING, ForkState.EARLY):
+                self._cancel_fork(fork)
+        await self._finish(call)
+
+    def _bye(self, dialog: Dialog, flow: Flow) -> None:
+        bye = dialog.create_request("BYE", self.core.via_for(flow),
+                                    extra=[("Reason", "Q.850;cause=16"), ("User-Agent", self.core.user_agent)])
+        self.core.start_transaction(bye, flow, None)
+
+    async def _finish(self, call: Call) -> None:
+        """Release media, write the CDR rows durably, then forget the call."""
+        if call.id not in self.calls:
+            return
+        call.state = CallState.ENDED
+        call.ended_at = call.ended_at or time.time()
+        if call.ring_timer is not None:
+            call.ring_timer.cancel()
+        if call.media is not None:
+            media, call.media = call.media, None
+            media.worker.endpoints -= 2
+            for side in ("a", "b"):
+                try:
+                    call.rtp[side] = await media.worker.request({"cmd": "endpoint.destroy",
+                                                                 "endpoint": getattr(media, side)["endpoint"]})
+                except (TimeoutError, ConnectionError):
+                    pass
+            self.by_endpoint_call.pop(call.id, None)
+        if self.db is not None:
+            try:
+                await self.db.write(insert_statements(call.records()))
+            except Exception:
+                log.exception("could not write the CDR of call %s", call.id)
+        for key in [k for k, (c, _) in self.dialogs.items() if c is call]:
+            del self.dialogs[key]
+        del self.calls[call.id]
+        self.completed += 1
+        if not self.calls:
+            self._idle.set()
+        log.info("call %s ended (%s, status %s, cause %s, by %s)", call.id,
+                 "answered" if call.answered_at else "unanswered", call.final_status, call.cause, call.hangup_by)
+
+    async def _ensure_media(self, call: Call) -> None:
+        if call.media is not None:
+            return
+        worker = self.media.pick()
+        worker.endpoints += 2
+        a = await worker.request({"cmd": "endpoint.create", "call": call.id})
+        b = await worker.request({"cmd": "endpoint.create", "call": call.id})
+        if not (a.get("ok") and b.get("ok")):
+            worker.endpoints -= 2
+            raise RemoteProtocolError("no media port available", 503)
+        await worker.request({"cmd": "bridge", "a": a["endpoint"], "b": b["endpoint"]})
+        call.media = Media(worker, a, b)
+        self.by_endpoint_call[call.id] = call
+        target = audio_target_of(call.inc.request.body)
+        if target is not None:
+            await worker.request({"cmd": "endpoint.update", "endpoint": a["endpoint"], "ip": target.ip,
+                                  "port": target.port, "rtcp_port": target.rtcp_port})
+
+    def on_media_event(self, event: dict[str, Any]) -> None:
+        if event.get("event") == "rtp.timeout":
+            call = self.by_endpoint_call.get(str(event.get("call")))
+            if call is not None and call.state is CallState.ANSWERED:
+                log.info("call %s: no RTP for %ss, hanging up", call.id, event.get("idle"))
+                call.hangup_by = "rtp-timeout"
+                self.core.spawn(self.hangup(call, by="rtp-timeout", cause=41))
+
+    # -- shutdown --------------------------------------------------------------------------------------
+    async def drain(self, deadline: float) -> None:
+        """Let calls finish until the deadline, then hang up what is left."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            for call in list(self.calls.values()):
+                if call.state is CallState.ANSWERED:
+                    await self.hangup(call, by="shutdown", cause=NORMAL_CLEARING)
+                else:
+                    await self._fail(call, 503, "shutting down")
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "active": len(self.calls),
+            "answered": sum(1 for c in self.calls.values() if c.state is CallState.ANSWERED),
+            "completed": self.completed,
+            "calls": [{"id": c.id, "caller": c.caller, "called": c.called, "state": c.state.value,
+                       "destination": c.destination, "since": round(time.time() - c.started, 1)}
+                      for c in list(self.calls.values())[:100]],
+        }
+
+
+def audio_target_of(body: bytes) -> Any:
+    from ..sip.sdp import parse_sdp
+
+    return audio_target(parse_sdp(body)) if body else None
