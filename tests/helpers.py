@@ -270,3 +270,115 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
             return value
         time.sleep(interval)
     return predicate()
+
+
+# --------------------------------------------------------------------------------------------------
+SDP_OFFER = ("v=0\r\no=test 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+             "m=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
+             "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\n")
+
+
+class Phone(SipClient):
+    """A scripted SIP phone for call tests: registers, then answers INVITEs as told."""
+
+    def __init__(self, server, user, password, behaviour="answer", local_ip="127.0.0.1"):
+        super().__init__(server, local_ip=local_ip)
+        self.user, self.password = user, password
+        self.behaviour = behaviour  # "answer" | "ring" | "busy" | "silent"
+        self.received: list[Request] = []
+        self.invite: Request | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def start(self):
+        resp = self.register_with_auth(self.user, self.password)
+        assert resp is not None and resp.status == 200
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(2)
+
+    def _reply(self, req, status, body=b"", extra=()):
+        from centralino.switch.sip.message import make_response
+        headers = [("Contact", f"<sip:{self.user}@{self.local[0]}:{self.local[1]}>"), *extra]
+        if body:
+            headers.append(("Content-Type", "application/sdp"))
+        self.send(make_response(req, status, to_tag=f"ph{self.user}", headers=headers, body=body).serialize())
+
+    def _loop(self):
+        while not self._stop.is_set():
+            msg = self.recv(0.1)
+            if not isinstance(msg, Request):
+                continue
+            self.received.append(msg)
+            if msg.method == "INVITE":
+                self.invite = msg
+                if self.behaviour == "silent":
+                    continue
+                self._reply(msg, 180)
+                if self.behaviour == "busy":
+                    self._reply(msg, 486)
+                elif self.behaviour == "answer":
+                    self._reply(msg, 200, SDP_OFFER.format(port=40000).encode())
+            elif msg.method in ("BYE", "CANCEL", "OPTIONS"):
+                self._reply(msg, 200)
+                if msg.method == "CANCEL" and self.invite is not None:
+                    self._reply(self.invite, 487)
+
+
+class Caller(SipClient):
+    """Places one authenticated INVITE and can CANCEL or BYE it."""
+
+    def __init__(self, server, user, password, local_ip="127.0.0.1"):
+        super().__init__(server, local_ip=local_ip)
+        self.user, self.password = user, password
+        self.responses: list[Response] = []
+
+    def invite(self, to: str, *, auth: bool = True, domain: str = "example.com", cseq: int = 1,
+               extra=()) -> Request:
+        host, port = self.local
+        headers = [
+            ("Via", f"SIP/2.0/UDP {host}:{port};branch=z9hG4bK{uuid.uuid4().hex};rport"),
+            ("Max-Forwards", "70"), ("From", f"<sip:{self.user}@{domain}>;tag={self.tag}"),
+            ("To", f"<sip:{to}@{domain}>"), ("Call-ID", self.call_id), ("CSeq", f"{cseq} INVITE"),
+            ("Contact", f"<sip:{self.user}@{host}:{port}>"), ("Content-Type", "application/sdp"), *extra,
+        ]
+        return Request("INVITE", parse_uri(f"sip:{to}@{domain}"), headers, SDP_OFFER.format(port=port + 1).encode())
+
+    def call(self, to: str, *, until: int = 200, timeout: float = 5.0) -> Response | None:
+        """INVITE (answering a 407 once); returns the first response with status >= until."""
+        req = self.invite(to)
+        self.send(req.serialize())
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            msg = self.recv(max(0.05, deadline - time.time()))
+            if not isinstance(msg, Response):
+                continue
+            self.responses.append(msg)
+            if msg.status == 407 and msg.cseq.seq == 1:
+                self._ack(req, msg)
+                ch = DigestClient.pick(msg.header_values("Proxy-Authenticate"))
+                cred = DigestClient(self.user, self.password).authorize(ch, "INVITE", str(req.uri))
+                req = self.invite(to, cseq=2, extra=[("Proxy-Authorization", cred)])
+                self.last_invite = req
+                self.send(req.serialize())
+                continue
+            self.last_invite = req
+            if msg.status >= until:
+                if msg.status >= 300:
+                    self._ack(req, msg)
+                return msg
+        return None
+
+    def _ack(self, req, resp):
+        headers = [("Via", req.header_values("Via")[0]), ("Max-Forwards", "70"), ("From", req.header("From")),
+                   ("To", resp.header("To")), ("Call-ID", req.call_id), ("CSeq", f"{req.cseq.seq} ACK")]
+        self.send(Request("ACK", req.uri, headers).serialize())
+
+    def cancel(self):
+        req = self.last_invite
+        headers = [("Via", req.header_values("Via")[0]), ("Max-Forwards", "70"), ("From", req.header("From")),
+                   ("To", req.header("To")), ("Call-ID", req.call_id), ("CSeq", f"{req.cseq.seq} CANCEL")]
+        self.send(Request("CANCEL", req.uri, headers).serialize())

@@ -1,0 +1,161 @@
+"""Calls through the B2BUA with scripted phones over real UDP: answer, busy, cancel, ring
+timeout to the route's else, forking, no open relay; and their CDR rows."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import pytest
+from helpers import Caller, Phone, RunningSwitch, plan_text, wait_for
+
+from centralino.switch.sip.sdp import parse_sdp
+
+ROUTES = """\
+trunks:
+  provider: {host: 127.0.0.1, port: 9, allow_from: ["127.0.0.10/32"], dids: ["88005553535"], country_code: "7"}
+routes:
+  - {match: {to: "88005553535"}, action: {dial: "1002"}}
+  - {match: {to: "^9(\\\\d+)$", from: extension}, action: {trunk: provider, number: "${1}"}}
+  - {match: {to: "^1003$"}, action: {dial: "1003", timeout: 1, else: {dial: "1004"}}}
+  - {match: {to: "^1\\\\d{3}$"}, action: {dial: "${to}", timeout: 10}}
+"""
+EXTS = """\
+extensions:
+  "1001": {password: "pw1001", name: Alice}
+  "1002": {password: "pw1002", name: Bob, max_contacts: 3}
+  "1003": {password: "pw1003"}
+  "1004": {password: "pw1004"}
+"""
+
+
+@pytest.fixture
+def sw(tmp_path):
+    text = plan_text(tmp_path, ROUTES, extensions=EXTS) + ""
+    text = text.replace("  security:", "  rtp: {ports: \"34000-34999\", workers: 0}\n  security:")
+    with RunningSwitch(text) as s:
+        s.tmp = tmp_path
+        yield s
+
+
+def cdr(sw, leg="call"):
+    conn = sqlite3.connect(sw.tmp / "centralino.db")
+    conn.row_factory = sqlite3.Row
+    return [dict(r) for r in conn.execute("SELECT * FROM cdr WHERE leg = ? ORDER BY id", (leg,))]
+
+
+def test_answered_call_and_bye_leave_a_cdr(sw):
+    bob = Phone(sw.address("udp"), "1002", "pw1002").start()
+    alice = Caller(sw.address("udp"), "1001", "pw1001")
+    resp = alice.call("1002")
+    assert resp is not None and resp.status == 200
+    assert any(r.status == 180 for r in alice.responses)
+    # the caller's answer points at the media worker, not at Bob's phone
+    offer_to_bob = parse_sdp(bob.invite.body)
+    answer = parse_sdp(resp.body)
+    assert answer.connection.address == "127.0.0.1" and 34000 <= answer.media[0].port <= 34999
+    assert 34000 <= offer_to_bob.media[0].port <= 34999 and offer_to_bob.media[0].port != answer.media[0].port
+    assert bob.invite.from_.uri.user == "1001" and bob.invite.from_.display == '"Alice"'
+    alice._ack(alice.last_invite, resp)
+    time.sleep(0.3)
+    # Alice hangs up
+    from centralino.switch.sip.dialog import Dialog
+    d = Dialog.from_uac(alice.last_invite, resp)
+    d.local_seq = 2
+    bye = d.create_request("BYE", f"SIP/2.0/UDP {alice.local[0]}:{alice.local[1]};branch=z9hG4bKbye1;rport")
+    assert alice.transact(bye).status == 200
+    assert wait_for(lambda: any(m.method == "BYE" for m in bob.received), 3)
+    rows = wait_for(lambda: cdr(sw), 3)
+    assert rows[0]["disposition"] == "ANSWERED" and rows[0]["caller"] == "1001" and rows[0]["called"] == "1002"
+    assert rows[0]["source"] == "extension:1001" and rows[0]["hangup_by"] == "caller" and rows[0]["talk_seconds"] > 0.2
+    assert rows[0]["q850_cause"] == 16
+    bob.stop()
+
+
+def test_busy(sw):
+    bob = Phone(sw.address("udp"), "1002", "pw1002", behaviour="busy").start()
+    resp = Caller(sw.address("udp"), "1001", "pw1001").call("1002")
+    assert resp.status == 486 and "cause=17" in resp.header("Reason")
+    row = wait_for(lambda: cdr(sw), 3)[0]
+    assert (row["disposition"], row["sip_status"], row["q850_cause"]) == ("BUSY", 486, 17)
+    bob.stop()
+
+
+def test_cancel_before_answer(sw):
+    bob = Phone(sw.address("udp"), "1002", "pw1002", behaviour="ring").start()
+    alice = Caller(sw.address("udp"), "1001", "pw1001")
+    assert alice.call("1002", until=180).status == 180
+    alice.cancel()
+    final = None
+    deadline = time.time() + 3
+    while time.time() < deadline and final is None:
+        msg = alice.recv(0.5)
+        if msg is not None and getattr(msg, "status", 0) == 487:
+            final = msg
+    assert final is not None
+    assert wait_for(lambda: any(m.method == "CANCEL" for m in bob.received), 3), "the fork was cancelled"
+    row = wait_for(lambda: cdr(sw), 3)[0]
+    assert row["disposition"] == "CANCELLED" and row["hangup_by"] == "caller"
+    bob.stop()
+
+
+def test_forking_first_answer_wins(sw):
+    ringing = Phone(sw.address("udp"), "1002", "pw1002", behaviour="ring").start()
+    answering = Phone(sw.address("udp"), "1002", "pw1002", behaviour="answer").start()
+    resp = Caller(sw.address("udp"), "1001", "pw1001").call("1002")
+    assert resp.status == 200
+    assert ringing.invite is not None and answering.invite is not None
+    assert wait_for(lambda: any(m.method == "CANCEL" for m in ringing.received), 3)
+    ringing.stop()
+    answering.stop()
+
+
+def test_ring_timeout_takes_the_else_action(sw):
+    silent = Phone(sw.address("udp"), "1003", "pw1003", behaviour="ring").start()
+    busy = Phone(sw.address("udp"), "1004", "pw1004", behaviour="busy").start()
+    resp = Caller(sw.address("udp"), "1001", "pw1001").call("1003", timeout=5)
+    assert resp.status == 486
+    assert silent.invite is not None and busy.invite is not None
+    silent.stop()
+    busy.stop()
+
+
+def test_unregistered_extension_is_temporarily_unavailable(sw):
+    resp = Caller(sw.address("udp"), "1001", "pw1001").call("1004")
+    assert resp.status == 480
+    assert wait_for(lambda: cdr(sw), 3)[0]["disposition"] == "NO ANSWER"
+
+
+def test_no_open_relay(sw):
+    """An unknown source without credentials is challenged, and no leg ever goes to the trunk."""
+    import socket
+
+    provider = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    provider.bind(("127.0.0.1", 0))
+    provider.settimeout(1.0)
+    stranger = Caller(sw.address("udp"), "1001", "wrong", local_ip="127.0.0.20")
+    req = stranger.invite("9555123")
+    resp = stranger.transact(req)
+    assert resp.status == 407
+    with pytest.raises(OSError):
+        provider.recvfrom(2048)
+    assert cdr(sw) == []
+    # with wrong credentials it is challenged again, still no leg
+    assert Caller(sw.address("udp"), "1001", "wrong", local_ip="127.0.0.20").call("9555123").status == 407
+
+
+def test_trunk_caller_reaches_did_without_auth(sw):
+    bob = Phone(sw.address("udp"), "1002", "pw1002").start()
+    trunk = Caller(sw.address("udp"), "84951234567", "", local_ip="127.0.0.10")
+    req = trunk.invite("+78005553535")
+    trunk.send(req.serialize())
+    final = None
+    deadline = time.time() + 3
+    while time.time() < deadline and final is None:
+        msg = trunk.recv(0.5)
+        if msg is not None and msg.status >= 200:
+            final = msg
+    assert final is not None and final.status == 200
+    trunk._ack(req, final)
+    assert bob.invite is not None
+    bob.stop()
