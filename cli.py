@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
+from datetime import UTC
 from typing import Any
 
 from .config.loader import PlanInvalid, load_plan
@@ -117,7 +118,7 @@ def cmd_reload(args: argparse.Namespace) -> int:
 
 def cmd_route(args: argparse.Namespace) -> int:
     """Dry run: which route a call would take, and why."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from .switch.router import CallContext, Router, normalise
 
@@ -126,7 +127,7 @@ def cmd_route(args: argparse.Namespace) -> int:
     except PlanInvalid as exc:
         print(exc, file=sys.stderr)
         return 1
-    at = datetime.now(timezone.utc)
+    at = datetime.now(UTC)
     if args.at:
         at = datetime.fromisoformat(args.at)
     source = args.source or ("extension" if args.caller in plan.extensions else "extension")

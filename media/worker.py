@@ -128,7 +128,7 @@ class RemoteWorker(WorkerHandle):
             self.writer.close()
         try:
             await asyncio.wait_for(self.proc.wait(), 3)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.proc.kill()
             await self.proc.wait()
         for fut in self._pending.values():
@@ -200,7 +200,7 @@ class MediaPool:
         for w in self.workers:
             try:
                 out.append({"worker": w.index, **(await w.request({"cmd": "stats"}))})
-            except (ConnectionError, asyncio.TimeoutError):
+            except (TimeoutError, ConnectionError):
                 out.append({"worker": w.index, "ok": False})
         return out
 

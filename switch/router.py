@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ..config.schema import Action, Plan, Trunk
 from ..ivr.schedules import is_open
@@ -18,7 +18,7 @@ class CallContext:
     to: str  # the called number / user, normalised
     caller: str  # the calling number / extension
     source: str  # "extension" or the trunk's name
-    at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 @dataclass(frozen=True)

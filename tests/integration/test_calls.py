@@ -7,9 +7,8 @@ import sqlite3
 import time
 
 import pytest
-from helpers import Caller, Phone, RunningSwitch, plan_text, wait_for
-
 from centralino.switch.sip.sdp import parse_sdp
+from helpers import Caller, Phone, RunningSwitch, plan_text, wait_for
 
 ROUTES = """\
 trunks:

@@ -9,10 +9,9 @@ import sqlite3
 import time
 
 import pytest
-from helpers import Caller, RunningSwitch, SipClient, free_port, need_tool, plan_text, wait_for
-
 from centralino.bench.sipp import run_sipp, start_sipp
 from centralino.switch.sip.sdp import parse_sdp
+from helpers import Caller, RunningSwitch, SipClient, free_port, need_tool, plan_text, wait_for
 
 PLAN = """\
 trunks:

@@ -7,7 +7,6 @@ import asyncio
 import socket
 
 import pytest
-
 from centralino.media.rtp import RtpPacket
 from centralino.media.worker import MediaPool
 

@@ -1,0 +1,111 @@
+"""Two baresip softphones registered as extensions call each other through Centralino; each
+plays its own tone from a WAV file and records what it receives (baresip's sndfile module).
+The recordings are decoded and checked: frequency and level, so audio really crossed the
+media worker — in both directions, each side hearing the other's tone."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+from helpers import NetNamespace, free_port, need_tool, wait_for
+
+PLAN = """\
+server:
+  sip: {{listen: ["udp:{ip}:5060"], domain: example.com}}
+  api: {{listen: "127.0.0.1:{api}"}}
+  rtp: {{ports: "37000-37999", workers: 1}}
+  storage: "sqlite:{db}"
+  registrar: {{qualify_interval: 0}}
+extensions:
+  "1001": {{password: pa}}
+  "1002": {{password: pb}}
+routes:
+  - {{match: {{to: "^1\\\\d{{3}}$"}}, action: {{dial: "${{to}}"}}}}
+"""
+
+CONFIG = """\
+poll_method\t\tepoll
+sip_listen\t\t{ip}:{port}
+module_path\t\t/usr/lib/baresip/modules
+module\t\t\tg711.so
+module\t\t\taufile.so
+module\t\t\tsndfile.so
+module_tmp\t\tuuid.so
+module_tmp\t\taccount.so
+module_app\t\tmenu.so
+audio_source\t\taufile,{tone}
+audio_player\t\taufile,/dev/null
+snd_path\t\t{rec}
+"""
+
+
+def dominant(path: Path) -> tuple[float, float, float]:
+    """(dominant frequency in Hz, RMS level in dBFS, seconds of audio) of a 16-bit mono WAV."""
+    with wave.open(str(path)) as w:
+        rate = w.getframerate()
+        x = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64)
+    x = x[np.abs(x) > 0]  # the first packets are silence until the media flows
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    freq = np.fft.rfftfreq(len(x), 1 / rate)[int(np.argmax(spectrum))]
+    rms = np.sqrt(np.mean(x**2)) / 32768
+    return float(freq), float(20 * np.log10(max(rms, 1e-9))), len(x) / rate
+
+
+def test_two_baresip_phones_hear_each_others_tone(tmp_path):
+    baresip = need_tool("baresip")
+    sox = need_tool("sox")
+    with NetNamespace() as ns:
+        api = free_port(1)
+        plan = tmp_path / "plan.yaml"
+        plan.write_text(PLAN.format(ip=ns.switch_ip, api=api, db=tmp_path / "c.db"))
+        phones = {}
+        for user, pw, port, hz, extra in (("1001", "pa", 5071, 1000, ""), ("1002", "pb", 5081, 600, ";answermode=auto")):
+            d = tmp_path / user
+            (d / "rec").mkdir(parents=True)
+            tone = d / "tone.wav"
+            subprocess.run([sox, "-n", "-r", "8000", "-c", "1", "-b", "16", str(tone), "synth", "6", "sine",
+                            str(hz), "vol", "0.5"], check=True)
+            (d / "config").write_text(CONFIG.format(ip=ns.phone_ip, port=port, tone=tone, rec=d / "rec"))
+            (d / "accounts").write_text(f"<sip:{user}@{ns.switch_ip}:5060;transport=udp>;auth_pass={pw};regint=300{extra}\n")
+            phones[user] = d
+        server = subprocess.Popen(ns.cmd(sys.executable, "-m", "centralino", "run", "--config", str(plan)),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        procs = []
+        try:
+            def registered(n):
+                r = subprocess.run(ns.cmd(sys.executable, "-m", "centralino", "status", "--api", f"127.0.0.1:{api}", "--json"),
+                                   capture_output=True, text=True)
+                if r.returncode != 0:
+                    return False
+                import json
+                return len(json.loads(r.stdout)["registrations"]) >= n
+            assert wait_for(lambda: registered(0), 15)
+            procs.append(subprocess.Popen(ns.cmd(baresip, "-f", str(phones["1002"])), stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL))
+            assert wait_for(lambda: registered(1), 10)
+            caller = subprocess.Popen(ns.cmd(baresip, "-f", str(phones["1001"]), "-e", "/dial 1002", "-t", "9"),
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+            procs.append(caller)
+            caller.wait(20)
+            time.sleep(0.5)
+        finally:
+            for p in [*procs, server]:
+                p.terminate()
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        heard_by_bob = next((phones["1002"] / "rec").glob("*-dec.wav"))
+        heard_by_alice = next((phones["1001"] / "rec").glob("*-dec.wav"))
+        f_bob, level_bob, secs_bob = dominant(heard_by_bob)
+        f_alice, level_alice, secs_alice = dominant(heard_by_alice)
+        assert abs(f_bob - 1000) < 15, f"Bob should hear Alice's 1 kHz tone, heard {f_bob:.0f} Hz"
+        assert abs(f_alice - 600) < 15, f"Alice should hear Bob's 600 Hz tone, heard {f_alice:.0f} Hz"
+        # vol 0.5 sine = -9 dBFS RMS; G.711 keeps it within a dB or two
+        assert -12 < level_bob < -7 and -12 < level_alice < -7
+        assert secs_bob > 3 and secs_alice > 3
