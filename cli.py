@@ -40,7 +40,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ImportError:
         runner = asyncio.run
     try:
-        runner(serve(loaded, RunOptions(plan_path=args.config, sip_trace=args.sip_trace)))
+        runner(serve(loaded, RunOptions(plan_path=args.config, sip_trace=args.sip_trace,
+                                        drain_seconds=args.drain)))
     except KeyboardInterrupt:
         pass
     except OSError as exc:
@@ -130,7 +131,7 @@ def cmd_route(args: argparse.Namespace) -> int:
     at = datetime.now(UTC)
     if args.at:
         at = datetime.fromisoformat(args.at)
-    source = args.source or ("extension" if args.caller in plan.extensions else "extension")
+    source = args.source or "extension"
     to = normalise(args.to, plan.trunks.get(source)) if source in plan.trunks else args.to
     decision = Router(plan).route(CallContext(to=to, caller=args.caller or "", source=source, at=at))
     print(f"call to {to!r} from {args.caller or '-'!r} (source {source}) at {at.isoformat()}")
@@ -180,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--sip-trace", action="store_true", help="print every SIP message in and out")
     r.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     r.add_argument("--log-format", choices=["text", "json"])
+    r.add_argument("--drain", type=float, default=30.0, metavar="SECONDS",
+                   help="on SIGTERM, how long calls may go on before they are hung up (default 30)")
     r.set_defaults(func=cmd_run)
 
     c = sub.add_parser("check", help="validate plan files; every error with file, line and key path")

@@ -246,9 +246,9 @@ class B2BUA:
         if status < 300:
             self._fork_answered(fork, resp)
             return
-        if status in (401, 407) and fork.trunk and fork.auth_attempts < 2 and fork.state is not ForkState.DONE:
-            if self._retry_with_credentials(fork, resp):
-                return
+        if (status in (401, 407) and fork.trunk and fork.auth_attempts < 2
+                and fork.state is not ForkState.DONE and self._retry_with_credentials(fork, resp)):
+            return
         fork.state = ForkState.DONE
         fork.status = fork.status or status
         log.info("call %s: %s answered %d", call.id, fork.destination, status)

@@ -58,7 +58,7 @@ def media_totals(sw):
 
 def test_phone_calls_extension_in_a_row_and_in_parallel(sw, tmp_path):
     uas = answering_phone(sw, 15, tmp_path)
-    target = "%s:%d" % sw.address("udp")
+    target = "{}:{}".format(*sw.address("udp"))
     common = ["-s", "1002", "-au", "1001", "-ap", "pw1001", "-key", "caller", "1001", "-d", "1500"]
     in_a_row = run_sipp("uac_call.xml", target, rate=2, count=5, extra=[*common, "-l", "1", "-mp", str(free_port())])
     assert in_a_row.successful == 5 and in_a_row.failed == 0, in_a_row.errors
@@ -76,7 +76,7 @@ def test_phone_calls_extension_in_a_row_and_in_parallel(sw, tmp_path):
 
 def test_trunk_calls_8800_did(sw, tmp_path):
     uas = answering_phone(sw, 3, tmp_path)
-    target = "%s:%d" % sw.address("udp")
+    target = "{}:{}".format(*sw.address("udp"))
     res = run_sipp("uac_call.xml", target, rate=3, count=3, local_ip="127.0.0.10",
                    extra=["-s", "+78005553535", "-key", "caller", "84951234567", "-d", "1000", "-mp", str(free_port())])
     assert res.successful == 3 and res.failed == 0, res.errors
