@@ -103,7 +103,8 @@ def test_forking_first_answer_wins(sw):
     answering = Phone(sw.address("udp"), "1002", "pw1002", behaviour="answer").start()
     resp = Caller(sw.address("udp"), "1001", "pw1001").call("1002")
     assert resp.status == 200
-    assert ringing.invite is not None and answering.invite is not None
+    assert answering.invite is not None
+    assert wait_for(lambda: ringing.invite is not None, 3), "both contacts were rung"
     assert wait_for(lambda: any(m.method == "CANCEL" for m in ringing.received), 3)
     ringing.stop()
     answering.stop()

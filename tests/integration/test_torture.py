@@ -15,8 +15,9 @@ from centralino.switch.sip.parser import StreamParser, parse_datagram
 from helpers import TORTURE, RunningSwitch, plan_text
 
 # name → expected final status (None: no answer at all: responses are dropped)
+# wsinv carries a To tag: an in-dialog INVITE for a dialog that does not exist gets 481 (§12.2.2)
 VALID = {
-    "wsinv": 407, "intmeth": 501, "esc01": 407, "escnull": 401, "esc02": 501, "lwsdisp": 200,
+    "wsinv": 481, "intmeth": 501, "esc01": 407, "escnull": 401, "esc02": 501, "lwsdisp": 200,
     "longreq": 407, "dblreq": 401, "semiuri": 200, "transports": 200, "mpart01": 405,
     "unreason": None, "noreason": None, "inv2543": 407,
 }
