@@ -33,6 +33,7 @@ from .switch.transport.manager import (
     make_client_ssl_context,
     make_server_ssl_context,
 )
+from .switch.trunks import TrunkManager
 
 log = logging.getLogger("centralino")
 
@@ -98,9 +99,10 @@ class Switch:
         self.rtp_bind = rtp.address if rtp.address != "auto" else sip.listen_addresses[0].host
         workers = rtp.workers if rtp.workers != "auto" else max(1, (os.cpu_count() or 2) - 1)
         self.media = MediaPool(self.rtp_bind, rtp.port_range, workers, self._media_event)
+        self.trunks = TrunkManager(self.core, lambda: self.plan)
         self.b2bua = B2BUA(
             self.core, lambda: self.plan, self.location, self.auth, self.media, self.db,
-            self._trunk_of, self._media_ip, rtp_timeout=rtp.timeout,
+            self._trunk_of, self._media_ip, rtp_timeout=rtp.timeout, trunks=self.trunks,
         )
         try:
             # Bind first, so that a busy port is a plain error rather than a task-group failure.
@@ -121,6 +123,7 @@ class Switch:
                 tg.create_task(self.location.run_expiry(time.time), name="expiry")
                 self.qualifier = Qualifier(self.core, self.location, plan.server.registrar.qualify_interval)
                 tg.create_task(self.qualifier.run(), name="qualify")
+                tg.create_task(self.trunks.run(), name="trunks")
                 self._announce(restored)
                 _tune_gc()
                 self.ready.set()
@@ -270,6 +273,7 @@ class Switch:
             "transactions": self.core.transaction_summary(),
             "connections": self.transports.connection_count,
             "calls": self.b2bua.summary(),
+            "trunks": self.trunks.summary(),
             "counters": dict(self.core.counters),
             "security": {
                 "bans": self.security.bans(now),
@@ -298,6 +302,7 @@ class Switch:
         self.auth.configure(sip.realm or sip.domain, tuple(sec.auth_algorithms), sec.nonce_lifetime)
         self.registrar.config = plan.server.registrar
         self.qualifier.interval = plan.server.registrar.qualify_interval
+        self.trunks.plan_changed()
         for aor in self.location.aors():
             if aor not in plan.extensions:
                 log.info("extension %s left the plan: dropping its bindings", aor)

@@ -99,6 +99,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     tx = data["transactions"]
     print(f"\ntransactions: {tx['total']}" + "".join(f"\n  {k}: {v}" for k, v in sorted(tx["by_state"].items())))
     print(f"connections: {data['connections']}")
+    calls = data.get("calls", {})
+    print(f"calls: {calls.get('active', 0)} active ({calls.get('answered', 0)} answered), "
+          f"{calls.get('completed', 0)} completed")
+    trunks = data.get("trunks", {})
+    if trunks:
+        print(f"\ntrunks ({len(trunks)}):")
+        for name, t in trunks.items():
+            reg = ("registered" if t["registered"] else f"NOT registered {t['last_error']}".strip()) if t["register"] else "no registration"
+            up = {True: "up", False: "DOWN", None: "-"}[t["reachable"]]
+            chans = f"{t['channels']}/{t['max_channels'] or '∞'}"
+            print(f"  {name:<12} {t['host']:<28} {up:<5} {reg:<30} channels {chans}")
     sec = data["security"]
     print(f"\nbans ({len(sec['bans'])}):" + "".join(
         f"\n  {b['source']} for {b['remaining']}s more: {b['reason']}" for b in sec["bans"]))

@@ -161,6 +161,7 @@ class Trunk(Strict):
     dids: list[str] = []
     max_channels: int | None = Field(None, ge=1)
     country_code: str | None = None  # number normalisation: '7' turns 8800… and +7800… into E.164
+    qualify: float = Field(30.0, ge=0)  # OPTIONS ping every N seconds (up/down, RTT); 0 = off
 
     @model_validator(mode="after")
     def _creds(self) -> Trunk:

@@ -378,6 +378,12 @@ class SipCore:
         self._flush()
         return txn
 
+    async def send_and_wait(self, request: Request, flow: Flow) -> Response:
+        """Send a request we built in a client transaction; its final response (408 on timeout)."""
+        fut: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self.start_transaction(request, flow, fut)
+        return await fut
+
     def send_stateless(self, message: Message, flow: Flow) -> None:
         """An ACK for a 2xx, or a retransmitted 2xx: outside any transaction (§13.2.2.4)."""
         self._send(message.serialize(), flow)

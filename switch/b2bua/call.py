@@ -116,6 +116,9 @@ class Call:
     cancelled: bool = False
     ring_timer: Any = None
     fallback: Any = None  # the route's `else` action, taken when the dial fails
+    trunk_candidates: list[str] = field(default_factory=list)  # failover trunks not tried yet
+    trunk_number: str = ""
+    channels: list[str] = field(default_factory=list)  # trunks whose channels this call holds
     rtp: dict[str, Any] = field(default_factory=dict)
 
     @property

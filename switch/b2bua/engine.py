@@ -51,7 +51,9 @@ class B2BUA:
         trunk_of: Callable[[str], str | None],
         media_ip: Callable[[Flow], str],
         rtp_timeout: float = 60.0,
+        trunks: Any = None,
     ) -> None:
+        self.trunks = trunks  # TrunkManager: channels, up/down
         self.core = core
         self.plan_of = plan_of
         self.location = location
@@ -101,6 +103,11 @@ class B2BUA:
                     did=called if trunk else "", caller_name=caller_name)
         if call.id in self.calls:
             return self.core.make_response(inc, 482)  # a loop back to us
+        if trunk is not None and self.trunks is not None:
+            if not self.trunks.acquire(trunk):
+                return self.core.make_response(inc, 503, "Trunk channels exhausted",
+                                               headers=[("Reason", "Q.850;cause=34")])
+            call.channels.append(trunk)
         self.calls[call.id] = call
         self._idle.clear()
         inc.on_cancel = lambda cancel: self._caller_cancelled(call)
@@ -153,26 +160,38 @@ class B2BUA:
         self._start_ringing(call, action.timeout or DEFAULT_RING_TIMEOUT)
 
     async def _dial_trunks(self, call: Call, action: Action) -> None:
-        plan = self.plan_of()
         names = action.trunk if isinstance(action.trunk, list) else [action.trunk]
-        number = action.number or call.called
-        name = names[0]
-        trunk = plan.trunks[name]
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await loop.getaddrinfo(trunk.host, trunk.port, type=2)
-            ip = infos[0][4][0]
-        except OSError:
-            await self._fail(call, 503, f"cannot resolve trunk {name}")
-            return
-        await self._ensure_media(call)
-        call.destination = f"trunk:{name}:{number}"
-        local = self.core.transports.local_address(trunk.transport)
-        flow = Flow(trunk.transport, (ip, trunk.port), local)
-        uri = parse_uri(f"sip:{number}@{trunk.host}:{trunk.port}")
-        assert isinstance(uri, URI)
-        self._fork(call, uri, flow, destination=call.destination, to_user=number, trunk=name)
-        self._start_ringing(call, action.timeout or DEFAULT_RING_TIMEOUT)
+        call.trunk_candidates = [n for n in names if n]
+        call.trunk_number = action.number or call.called
+        if not await self._dial_next_trunk(call, action.timeout or DEFAULT_RING_TIMEOUT):
+            await self._fail(call, 503, "no trunk available")
+
+    async def _dial_next_trunk(self, call: Call, timeout: int) -> bool:
+        """Place the call on the next usable trunk of the route's list; False if none is left."""
+        plan = self.plan_of()
+        while call.trunk_candidates:
+            name = call.trunk_candidates.pop(0)
+            trunk = plan.trunks[name]
+            if self.trunks is not None and not (self.trunks.available(name) and self.trunks.acquire(name)):
+                log.info("call %s: trunk %s is down or full, skipping it", call.id, name)
+                continue
+            if self.trunks is not None:
+                call.channels.append(name)
+            try:
+                flow = await self.trunks.flow_for(trunk) if self.trunks is not None else None
+            except OSError:
+                log.warning("call %s: cannot resolve trunk %s", call.id, name)
+                continue
+            assert flow is not None
+            await self._ensure_media(call)
+            number = call.trunk_number
+            call.destination = f"trunk:{name}:{number}"
+            uri = parse_uri(f"sip:{number}@{trunk.host}:{trunk.port}")
+            assert isinstance(uri, URI)
+            self._fork(call, uri, flow, destination=call.destination, to_user=number, trunk=name)
+            self._start_ringing(call, timeout)
+            return True
+        return False
 
     def _fork(self, call: Call, uri: URI, flow: Flow, *, destination: str, to_user: str,
               trunk: str | None = None) -> Fork:
@@ -362,6 +381,11 @@ class B2BUA:
     async def _dial_failed(self, call: Call, status: int, cause: int) -> None:
         if call.state is not CallState.RINGING:
             return
+        if call.trunk_candidates and status in (408, 500, 502, 503, 504) and not call.cancelled:
+            log.info("call %s: trunk failed (%d), failing over", call.id, status)
+            self._release_channels(call)
+            if await self._dial_next_trunk(call, DEFAULT_RING_TIMEOUT):
+                return
         statuses = [f.status for f in call.forks if f.status]
         if statuses:
             status = min(statuses, key=lambda s: (_PREFERENCE.get(s, 9), s))
@@ -499,6 +523,7 @@ class B2BUA:
         call.ended_at = call.ended_at or time.time()
         if call.ring_timer is not None:
             call.ring_timer.cancel()
+        self._release_channels(call)
         if call.media is not None:
             media, call.media = call.media, None
             media.worker.endpoints -= 2
@@ -522,6 +547,12 @@ class B2BUA:
             self._idle.set()
         log.info("call %s ended (%s, status %s, cause %s, by %s)", call.id,
                  "answered" if call.answered_at else "unanswered", call.final_status, call.cause, call.hangup_by)
+
+    def _release_channels(self, call: Call) -> None:
+        if self.trunks is not None:
+            for name in call.channels:
+                self.trunks.release(name)
+        call.channels.clear()
 
     async def _ensure_media(self, call: Call) -> None:
         if call.media is not None:

@@ -11,9 +11,8 @@ import subprocess
 import sys
 import time
 
-from helpers import Caller, Phone, free_port, plan_text, wait_for
-
 from centralino.switch.sip.dialog import Dialog
+from helpers import Caller, Phone, free_port, plan_text, wait_for
 
 ROUTES = 'routes:\n  - {match: {to: "^1\\\\d{3}$"}, action: {dial: "${to}"}}\n'
 EXTS = 'extensions:\n  "1001": {password: "pw1001"}\n  "1002": {password: "pw1002"}\n'
