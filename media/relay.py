@@ -173,7 +173,11 @@ class MediaEngine:
             if op == "endpoint.update":
                 ep = self.endpoints[cmd["endpoint"]]
                 if cmd.get("ip") and cmd.get("port"):
-                    ep.expected = (cmd["ip"], int(cmd["port"]))
+                    new = (cmd["ip"], int(cmd["port"]))
+                    if ep.expected is not None and new != ep.expected:
+                        # the far end moved (re-INVITE): learn its new source again
+                        ep.learned = ep.learned_rtcp = None
+                    ep.expected = new
                     ep.expected_rtcp = (cmd["ip"], int(cmd.get("rtcp_port") or int(cmd["port"]) + 1))
                 return {"ok": True}
             if op == "bridge":

@@ -313,7 +313,17 @@ class Phone(SipClient):
             if not isinstance(msg, Request):
                 continue
             self.received.append(msg)
-            if msg.method == "INVITE":
+            if msg.method == "INVITE" and msg.to.tag is not None:  # re-INVITE: mirror the direction
+                offer = msg.body.decode()
+                mirror = {"sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}
+                direction = next((d for d in mirror if f"a={d}" in offer), None)
+                answer = SDP_OFFER.format(port=40002)
+                if direction:
+                    answer = answer.replace("a=sendrecv", f"a={mirror[direction]}")
+                self._reply(msg, 200, answer.encode())
+            elif msg.method in ("UPDATE", "INFO"):
+                self._reply(msg, 200)
+            elif msg.method == "INVITE":
                 self.invite = msg
                 if self.behaviour == "silent":
                     continue

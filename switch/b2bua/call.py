@@ -120,6 +120,7 @@ class Call:
     trunk_number: str = ""
     channels: list[str] = field(default_factory=list)  # trunks whose channels this call holds
     rtp: dict[str, Any] = field(default_factory=dict)
+    held: bool = False
 
     @property
     def a_flow(self) -> Flow:

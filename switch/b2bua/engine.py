@@ -70,7 +70,8 @@ class B2BUA:
         self.completed = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        for method, handler in (("INVITE", self.on_invite), ("BYE", self.on_bye), ("ACK", self.on_ack)):
+        for method, handler in (("INVITE", self.on_invite), ("BYE", self.on_bye), ("ACK", self.on_ack),
+                                ("UPDATE", self.on_update), ("INFO", self.on_update)):
             core.on(method, handler)
 
     # -- entry: a new INVITE ------------------------------------------------------------------
@@ -469,24 +470,75 @@ class B2BUA:
         return None
 
     async def _reinvite(self, inc: IncomingRequest) -> Response:
-        found = self._find(inc.request)
+        return await self._relay_in_dialog(inc)
+
+    async def on_update(self, inc: IncomingRequest) -> Response:
+        """UPDATE and INFO (e.g. DTMF as application/dtmf-relay) are relayed to the other leg."""
+        return await self._relay_in_dialog(inc)
+
+    async def _relay_in_dialog(self, inc: IncomingRequest) -> Response:
+        """A re-INVITE or UPDATE (hold, unhold, codec change) goes to the other leg with its SDP
+        pointed at that leg's endpoint; the other leg's answer comes back the same way."""
+        req = inc.request
+        found = self._find(req)
         if found is None:
             return self.core.make_response(inc, 481)
         call, fork = found
-        # Hold/unhold and codec changes are relayed in the next milestone; keep the session as is.
-        if call.media is not None and inc.request.body:
-            port = call.media.a["port"] if fork is None else call.media.b["port"]
-            flow = call.a_flow if fork is None else fork.flow
-            body, target = anchor(inc.request.body, self.media_ip(flow), port,
+        from_dialog = call.a_dialog if fork is None else fork.dialog
+        if from_dialog is not None:
+            try:
+                from_dialog.check_request(req)
+            except RemoteProtocolError as exc:
+                return self.core.make_response(inc, exc.status or 500, exc.reason)
+        other = call.answered if fork is None else None
+        to_dialog = other.dialog if other is not None else call.a_dialog
+        to_flow = other.flow if other is not None else call.a_flow
+        if to_dialog is None or call.media is None or call.state is not CallState.ANSWERED:
+            return self.core.make_response(inc, 491 if call.state is CallState.RINGING else 481)
+        from_side, to_side = ("a", "b") if fork is None else ("b", "a")
+        body = req.body
+        is_sdp = req.content_type is not None and req.content_type.mime == "application/sdp"
+        if body and is_sdp:
+            body, target = anchor(req.body, self.media_ip(to_flow), getattr(call.media, to_side)["port"],
                                   session_id=str(abs(hash(call.id)) % 10**9))
-            if target is not None:
-                ep = call.media.a if fork is None else call.media.b
-                await call.media.worker.request({"cmd": "endpoint.update", "endpoint": ep["endpoint"],
-                                                 "ip": target.ip, "port": target.port,
-                                                 "rtcp_port": target.rtcp_port})
-            return self.core.make_response(inc, 200, headers=[
-                ("Contact", self.core.contact_for(flow)), ("Content-Type", "application/sdp")], body=body)
-        return self.core.make_response(inc, 200, headers=[("Contact", self.core.contact_for(inc.flow))])
+            await self._point(call, from_side, target)
+        headers = [("Contact", self.core.contact_for(to_flow)), ("User-Agent", self.core.user_agent)]
+        if body:
+            headers.append(("Content-Type", req.header("Content-Type") or "application/sdp"))
+        out = to_dialog.create_request(req.method, self.core.via_for(to_flow), body=body, extra=headers)
+        resp = await self.core.send_and_wait(out, to_flow)
+        if req.method == "INVITE" and 200 <= resp.status < 300:
+            ack = to_dialog.create_request("ACK", self.core.via_for(to_flow))
+            ack.set_header("CSeq", f"{out.cseq.seq} ACK")
+            self.core.send_stateless(ack, to_flow)
+        if resp.status >= 300:
+            return self.core.make_response(inc, resp.status, resp.reason)
+        answer = b""
+        if resp.body and resp.content_type is not None and resp.content_type.mime == "application/sdp":
+            answer, target = anchor(resp.body, self.media_ip(inc.flow), getattr(call.media, from_side)["port"],
+                                    session_id=str(abs(hash(call.id)) % 10**9))
+            await self._point(call, to_side, target)
+        # on hold no RTP may flow: the inactivity timeout waits for the call to be resumed
+        directions = {t.direction for t in (audio_target_of(req.body if is_sdp else b""), audio_target_of(answer))
+                      if t is not None}
+        held = bool(directions & {"sendonly", "recvonly", "inactive"})
+        await call.media.worker.request({
+            "cmd": "timeout", "endpoints": [call.media.a["endpoint"], call.media.b["endpoint"]],
+            "seconds": 0 if held else self.rtp_timeout})
+        call.held = held
+        log.info("call %s: %s relayed (%s)", call.id, req.method, "hold" if held else "active")
+        out_headers = [("Contact", self.core.contact_for(inc.flow))]
+        if answer:
+            out_headers.append(("Content-Type", "application/sdp"))
+        return self.core.make_response(inc, resp.status, resp.reason, headers=out_headers, body=answer)
+
+    async def _point(self, call: Call, side: str, target: Any) -> None:
+        """Send ``side``'s endpoint's audio to where that side's SDP now says."""
+        if target is None or call.media is None:
+            return
+        ep = getattr(call.media, side)
+        await call.media.worker.request({"cmd": "endpoint.update", "endpoint": ep["endpoint"],
+                                         "ip": target.ip, "port": target.port, "rtcp_port": target.rtcp_port})
 
     # -- hanging up --------------------------------------------------------------------------------------
     async def hangup(self, call: Call, *, by: str, cause: int = NORMAL_CLEARING, skip_a: bool = False,

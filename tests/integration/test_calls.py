@@ -159,3 +159,30 @@ def test_trunk_caller_reaches_did_without_auth(sw):
     trunk._ack(req, final)
     assert bob.invite is not None
     bob.stop()
+
+
+def test_hold_and_unhold_reinvite_is_relayed(sw):
+    from centralino.switch.sip.dialog import Dialog
+
+    bob = Phone(sw.address("udp"), "1002", "pw1002").start()
+    alice = Caller(sw.address("udp"), "1001", "pw1001")
+    resp = alice.call("1002")
+    alice._ack(alice.last_invite, resp)
+    d = Dialog.from_uac(alice.last_invite, resp)
+    via = f"SIP/2.0/UDP {alice.local[0]}:{alice.local[1]};branch=z9hG4bK"
+    for n, (direction, expected) in enumerate((("sendonly", "recvonly"), ("sendrecv", "sendrecv"))):
+        offer = alice.invite("1002").body.decode().replace("a=sendrecv", f"a={direction}").encode()
+        reinvite = d.create_request("INVITE", via + f"hold{n}", contact=f"<sip:1001@{alice.local[0]}:{alice.local[1]}>",
+                                    body=offer, extra=[("Content-Type", "application/sdp")])
+        answer = alice.transact(reinvite)
+        assert answer.status == 200
+        assert f"a={expected}" in answer.body.decode()
+        assert parse_sdp(answer.body).media[0].port == parse_sdp(resp.body).media[0].port  # same anchor
+        relayed = [m for m in bob.received if m.method == "INVITE" and m.to.tag is not None][-1]
+        assert f"a={direction}" in relayed.body.decode()
+        assert parse_sdp(relayed.body).connection.address == "127.0.0.1"  # Bob sees the worker, not Alice
+    info = d.create_request("INFO", via + "info", body=b"Signal=5\r\nDuration=160\r\n",
+                            extra=[("Content-Type", "application/dtmf-relay")])
+    assert alice.transact(info).status == 200
+    assert wait_for(lambda: any(m.method == "INFO" and b"Signal=5" in m.body for m in bob.received), 3)
+    bob.stop()
