@@ -1,9 +1,11 @@
 """`centralino bench`: SIPp against a Centralino it starts itself, stepping the rate until
 failures pass 0.1 % or the p95 response time passes a bound; JSON + Markdown reports.
 
-Scenarios so far: ``register`` (REGISTER with digest: 401, authenticated REGISTER, 200).
-Later milestones add call rate (with and without RTP) and concurrent calls, and peers
-(Kamailio, sippy) measured in the same run.
+Scenarios: ``register`` (REGISTER with digest: 401, authenticated REGISTER, 200) and ``calls``
+(calls per second through the B2BUA, no media: a SIPp "trunk" calls an extension answered by a
+SIPp UAS; INVITE-200-ACK-BYE; the SDP is still anchored, so each call creates and frees two
+RTP endpoints in a media worker). Peers (Kamailio, sippy) in the same run come with the
+performance milestone.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ RESULTS = Path("bench") / "results"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("scenario", nargs="?", default="register", choices=["register"])
+    p.add_argument("scenario", nargs="?", default="register", choices=["register", "calls"])
     p.add_argument("--start", type=float, default=500.0, help="first rate (per second)")
     p.add_argument("--factor", type=float, default=1.5, help="rate growth between steps")
     p.add_argument("--max-rate", type=float, default=20000.0)
@@ -65,6 +67,10 @@ def _free_port(kind: int) -> int:
 
 def bench_plan(workdir: Path, sip_port: int, api_port: int, users: list[tuple[str, str]]) -> Path:
     exts = "".join(f'  "{u}": {{password: "{p}"}}\n' for u, p in users)
+    calls = (
+        'trunks:\n  bench: {host: 127.0.0.1, port: 9, allow_from: ["127.0.0.10/32"], qualify: 0}\n'
+        'routes:\n  - {match: {to: "^answer$"}, action: {dial: "b00000"}}\n'
+    )
     plan = workdir / "bench-plan.yaml"
     plan.write_text(
         "server:\n"
@@ -74,7 +80,8 @@ def bench_plan(workdir: Path, sip_port: int, api_port: int, users: list[tuple[st
         "  registrar: {qualify_interval: 0}\n"
         "  security: {rate_limit: 0}\n"
         "  logging: {level: warning}\n"
-        "extensions:\n" + exts
+        '  rtp: {ports: "40000-59999"}\n'
+        "extensions:\n" + exts + calls
     )
     return plan
 
@@ -95,15 +102,23 @@ def main(args: argparse.Namespace) -> int:
         log = (work / "switch.log").open("w")
         proc = subprocess.Popen([sys.executable, "-m", "centralino", "run", "--config", str(plan)],
                                 stdout=log, stderr=subprocess.STDOUT)
+        uas = None
         try:
             _wait_ready(api_port, proc)
+            if args.scenario == "calls":
+                uas = _answering_uas(work, sip_port, users[0])
             history: list[Step] = []
             rows = []
             while (rate := next_rate(history, criteria, start=args.start, factor=args.factor,
                                      max_rate=args.max_rate)) is not None:
                 cpu0, err0, t0 = _cpu_seconds(proc.pid), _udp_rcvbuf_errors(), time.monotonic()
-                res = run_sipp("register_digest.xml", f"127.0.0.1:{sip_port}", rate=rate,
-                               count=int(rate * args.duration), inf=inf, transport=args.transport)
+                if args.scenario == "calls":
+                    res = run_sipp("uac_cps.xml", f"127.0.0.1:{sip_port}", rate=rate, count=int(rate * args.duration),
+                                   transport=args.transport, local_ip="127.0.0.10",
+                                   extra=["-s", "answer", "-l", str(int(rate * 4) + 10), "-mp", "23000"])
+                else:
+                    res = run_sipp("register_digest.xml", f"127.0.0.1:{sip_port}", rate=rate,
+                                   count=int(rate * args.duration), inf=inf, transport=args.transport)
                 wall = time.monotonic() - t0
                 cpu = (_cpu_seconds(proc.pid) - cpu0) / wall if wall > 0 else 0.0
                 step = Step(rate, res.failure_ratio, res.percentile(95), res.achieved_rate)
@@ -122,6 +137,8 @@ def main(args: argparse.Namespace) -> int:
                     print("the switch exited during the run", file=sys.stderr)
                     break
         finally:
+            if uas is not None:
+                uas.kill()
             proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(15)
@@ -145,6 +162,40 @@ def main(args: argparse.Namespace) -> int:
     print()
     print(md)
     return 0 if best else 1
+
+
+def _answering_uas(work: Path, sip_port: int, user: tuple[str, str]) -> subprocess.Popen:
+    """A SIPp UAS answering every call, registered as the first bench extension."""
+    import socket
+
+    from ..switch.sip.auth import DigestClient
+    from ..switch.sip.message import Request
+    from ..switch.sip.parser import parse_datagram
+    from ..switch.sip.uri import parse_uri
+    from .sipp import start_sipp
+
+    port = _free_port(2)
+    uas = start_sipp("uas_echo.xml", local_ip="127.0.0.1", port=port, media_port=_free_port(2),
+                     count=10_000_000, log_dir=work)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(2)
+    name, password = user
+    auth = None
+    for cseq in (1, 2):
+        headers = [("Via", f"SIP/2.0/UDP 127.0.0.1:{sock.getsockname()[1]};branch=z9hG4bKbench{cseq};rport"),
+                   ("Max-Forwards", "70"), ("From", f"<sip:{name}@bench.local>;tag=b"), ("To", f"<sip:{name}@bench.local>"),
+                   ("Call-ID", "bench-register"), ("CSeq", f"{cseq} REGISTER"),
+                   ("Contact", f"<sip:{name}@127.0.0.1:{port}>"), ("Expires", "3600")]
+        if auth:
+            headers.append(("Authorization", auth))
+        sock.sendto(Request("REGISTER", parse_uri("sip:bench.local"), headers).serialize(), ("127.0.0.1", sip_port))
+        resp = parse_datagram(sock.recvfrom(65535)[0])
+        if resp.status == 401:
+            challenge = DigestClient.pick(resp.header_values("WWW-Authenticate"))
+            auth = DigestClient(name, password).authorize(challenge, "REGISTER", "sip:bench.local")
+    sock.close()
+    return uas
 
 
 def _wait_ready(api_port: int, proc: subprocess.Popen) -> None:
