@@ -321,7 +321,7 @@ class Phone(SipClient):
                 if direction:
                     answer = answer.replace("a=sendrecv", f"a={mirror[direction]}")
                 self._reply(msg, 200, answer.encode())
-            elif msg.method in ("UPDATE", "INFO"):
+            elif msg.method in ("UPDATE", "INFO", "NOTIFY"):
                 self._reply(msg, 200)
             elif msg.method == "INVITE":
                 self.invite = msg
@@ -336,6 +336,19 @@ class Phone(SipClient):
                 self._reply(msg, 200)
                 if msg.method == "CANCEL" and self.invite is not None:
                     self._reply(self.invite, 487)
+
+
+def refer(phone: Phone, target: str, domain: str = "example.com") -> None:
+    """The phone (the callee of its current call) transfers the caller to ``target``."""
+    from centralino.switch.sip.dialog import Dialog
+
+    d = Dialog.from_uas(phone.invite, f"ph{phone.user}")
+    d.local_seq = 100
+    host, port = phone.local
+    req = d.create_request("REFER", f"SIP/2.0/UDP {host}:{port};branch=z9hG4bK{uuid.uuid4().hex};rport",
+                           contact=f"<sip:{phone.user}@{host}:{port}>",
+                           extra=[("Refer-To", f"<sip:{target}@{domain}>"), ("Referred-By", f"<sip:{phone.user}@{domain}>")])
+    phone.send(req.serialize())
 
 
 class Caller(SipClient):

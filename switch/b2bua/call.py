@@ -82,6 +82,8 @@ class Fork:
     status: int | None = None
     started: float = field(default_factory=time.time)
     answered_at: float | None = None
+    transfer_of: Fork | None = None  # set on the new leg of a transfer: the transferor's leg
+    refer: Any = None  # the transferor's REFER, for its NOTIFYs
 
     # the transaction layer reports here
     def on_response(self, txn: Any, response: Any) -> None:
@@ -121,6 +123,8 @@ class Call:
     channels: list[str] = field(default_factory=list)  # trunks whose channels this call holds
     rtp: dict[str, Any] = field(default_factory=dict)
     held: bool = False
+    caller_sdp: bytes = b""  # the caller's latest SDP (re-offered to a transfer target)
+    transfers: int = 0
 
     @property
     def a_flow(self) -> Flow:

@@ -71,7 +71,8 @@ class B2BUA:
         self._idle = asyncio.Event()
         self._idle.set()
         for method, handler in (("INVITE", self.on_invite), ("BYE", self.on_bye), ("ACK", self.on_ack),
-                                ("UPDATE", self.on_update), ("INFO", self.on_update)):
+                                ("UPDATE", self.on_update), ("INFO", self.on_update), ("REFER", self.on_refer),
+                                ("NOTIFY", self.on_notify)):
             core.on(method, handler)
 
     # -- entry: a new INVITE ------------------------------------------------------------------
@@ -195,13 +196,14 @@ class B2BUA:
         return False
 
     def _fork(self, call: Call, uri: URI, flow: Flow, *, destination: str, to_user: str,
-              trunk: str | None = None) -> Fork:
+              trunk: str | None = None, transfer_of: Fork | None = None) -> Fork:
         plan = self.plan_of()
         inc = call.inc
         domain = plan.server.sip.domain
         assert call.media is not None
         ip = self.media_ip(flow)
-        body, _ = anchor(inc.request.body, ip, call.media.b["port"], session_id=str(abs(hash(call.id)) % 10**9))
+        offer = call.caller_sdp or inc.request.body
+        body, _ = anchor(offer, ip, call.media.b["port"], session_id=str(abs(hash(call.id)) % 10**9))
         mf = inc.request.max_forwards
         if trunk is not None:
             t = plan.trunks[trunk]
@@ -227,7 +229,7 @@ class B2BUA:
             headers.append(("P-Asserted-Identity", f"{display}<sip:{call.caller}@{domain}>"))
         request = Request("INVITE", uri, headers, body)
         fork = Fork(call=call, engine=self, uri=uri, flow=flow, request=request,
-                    destination=destination, trunk=trunk)
+                    destination=destination, trunk=trunk, transfer_of=transfer_of)
         call.forks.append(fork)
         fork.txn = self.core.start_transaction(request, flow, fork)
         return fork
@@ -249,6 +251,9 @@ class B2BUA:
 
     # -- responses from the callee side -----------------------------------------------------------
     def on_fork_response(self, fork: Fork, txn: Any, resp: Response) -> None:
+        if fork.transfer_of is not None:
+            self._transfer_progress(fork, resp)
+            return
         call = fork.call
         status = resp.status
         if status < 200:
@@ -455,6 +460,11 @@ class B2BUA:
         if found is None:
             return self.core.make_response(inc, 481)
         call, fork = found
+        if fork is not None and fork is not call.answered:
+            # a leg already transferred away (or a losing fork): only that leg ends
+            fork.state = ForkState.DONE
+            self.dialogs.pop((inc.request.call_id, inc.request.to.tag or "", inc.request.from_.tag or ""), None)
+            return self.core.make_response(inc, 200)
         side_dialog = call.a_dialog if fork is None else fork.dialog
         if side_dialog is not None:
             try:
@@ -498,6 +508,8 @@ class B2BUA:
         from_side, to_side = ("a", "b") if fork is None else ("b", "a")
         body = req.body
         is_sdp = req.content_type is not None and req.content_type.mime == "application/sdp"
+        if body and is_sdp and fork is None:
+            call.caller_sdp = req.body
         if body and is_sdp:
             body, target = anchor(req.body, self.media_ip(to_flow), getattr(call.media, to_side)["port"],
                                   session_id=str(abs(hash(call.id)) % 10**9))
@@ -539,6 +551,114 @@ class B2BUA:
         ep = getattr(call.media, side)
         await call.media.worker.request({"cmd": "endpoint.update", "endpoint": ep["endpoint"],
                                          "ip": target.ip, "port": target.port, "rtcp_port": target.rtcp_port})
+
+    # -- transfer (REFER) -------------------------------------------------------------------------------
+    async def on_refer(self, inc: IncomingRequest) -> Response | None:
+        """Blind transfer from the callee's phone: the caller stays on the same media endpoint,
+        a new leg rings the Refer-To target, NOTIFYs (message/sipfrag) report its progress, and
+        on success the transferor's leg is released. The call keeps its CDR (one row)."""
+        req = inc.request
+        found = self._find(req)
+        if found is None:
+            return self.core.make_response(inc, 481)
+        call, fork = found
+        if fork is None:
+            return self.core.make_response(inc, 501, "Transfer by the caller is not supported yet")
+        if call.state is not CallState.ANSWERED or fork is not call.answered or call.media is None:
+            return self.core.make_response(inc, 491)
+        refer_to = req.header("Refer-To")
+        try:
+            target_uri = parse_name_addr(refer_to or "").uri
+        except RemoteProtocolError:
+            return self.core.make_response(inc, 400, "Bad Refer-To")
+        if not isinstance(target_uri, URI) or not target_uri.user:
+            return self.core.make_response(inc, 400, "Bad Refer-To")
+        if any(k.lower() == "replaces" for k, _ in target_uri.headers):
+            return self.core.make_response(inc, 501, "Attended transfer (Replaces) is not supported yet")
+        target = unescape(target_uri.user)
+        plan = self.plan_of()
+        decision = Router(plan).route(CallContext(to=target, caller=call.caller, source=call.source))
+        dial = decision.action.dial
+        bindings = [(t, b) for t in (dial or "").split(",") if t in plan.extensions
+                    for b in self.location.lookup(t, time.time())]
+        self.core.send_response(inc, self.core.make_response(inc, 202))  # before the first NOTIFY
+        fork.refer = req
+        self._notify(fork, "SIP/2.0 100 Trying", terminated=False)
+        if not bindings:
+            self._notify(fork, "SIP/2.0 480 Temporarily Unavailable", terminated=True)
+            return None
+        call.transfers += 1
+        log.info("call %s: %s transfers the caller to %s", call.id, fork.destination, target)
+        for ext, b in bindings:
+            uri = parse_name_addr(b.contact).uri
+            assert isinstance(uri, URI)
+            self._fork(call, uri, b.target(), destination=f"extension:{ext}", to_user=ext, transfer_of=fork)
+        return None
+
+    async def on_notify(self, inc: IncomingRequest) -> Response:
+        # NOTIFYs of subscriptions we did not make (e.g. a phone's unsolicited MWI) are refused
+        return self.core.make_response(inc, 481 if self._find(inc.request) is None else 200)
+
+    def _notify(self, fork: Fork, sipfrag: str, *, terminated: bool) -> None:
+        if fork.dialog is None:
+            return
+        state = "terminated;reason=noresource" if terminated else "active;expires=60"
+        notify = fork.dialog.create_request(
+            "NOTIFY", self.core.via_for(fork.flow), body=(sipfrag + "\r\n").encode(),
+            contact=self.core.contact_for(fork.flow),
+            extra=[("Event", "refer"), ("Subscription-State", state),
+                   ("Content-Type", "message/sipfrag;version=2.0")])
+        self.core.start_transaction(notify, fork.flow, None)
+
+    def _transfer_progress(self, new: Fork, resp: Response) -> None:
+        call, transferor = new.call, new.transfer_of
+        assert transferor is not None
+        status = resp.status
+        if status < 200:
+            if status > 100:
+                new.provisional = True
+                if new.cancel_pending:
+                    self._cancel_fork(new)
+                elif new.state is ForkState.CALLING:
+                    new.state = ForkState.EARLY
+                    self._notify(transferor, f"SIP/2.0 {status} {resp.reason}", terminated=False)
+            return
+        if status >= 300:
+            new.state, new.status = ForkState.DONE, status
+            if not [f for f in call.live_forks() if f.transfer_of is transferor]:
+                self._notify(transferor, f"SIP/2.0 {status} {resp.reason}", terminated=True)
+                log.info("call %s: transfer failed (%d), the caller stays with %s", call.id, status,
+                         transferor.destination)
+            return
+        try:
+            dialog = Dialog.from_uac(new.request, resp)
+        except RemoteProtocolError:
+            return
+        if new.dialog is not None:
+            self._send_ack(new)
+            return
+        new.dialog, new.status = dialog, status
+        self._send_ack(new)
+        if call.answered is not transferor or call.state is not CallState.ANSWERED:
+            new.state = ForkState.DONE
+            self._bye(dialog, new.flow)
+            return
+        new.state, new.answered_at = ForkState.ANSWERED, time.time()
+        for other in call.live_forks():
+            if other.transfer_of is transferor:
+                other.status = 487
+                self._cancel_fork(other)
+        self.dialogs[dialog.id] = (call, new)
+        call.answered = new
+        call.destination = new.destination
+        if resp.body and call.media is not None:
+            target = audio_target_of(resp.body)
+            self.core.spawn(self._point(call, "b", target))
+        self._notify(transferor, "SIP/2.0 200 OK", terminated=True)
+        transferor.state = ForkState.DONE
+        if transferor.dialog is not None:
+            self._bye(transferor.dialog, transferor.flow)
+        log.info("call %s transferred to %s", call.id, new.destination)
 
     # -- hanging up --------------------------------------------------------------------------------------
     async def hangup(self, call: Call, *, by: str, cause: int = NORMAL_CLEARING, skip_a: bool = False,

@@ -186,3 +186,37 @@ def test_hold_and_unhold_reinvite_is_relayed(sw):
     assert alice.transact(info).status == 200
     assert wait_for(lambda: any(m.method == "INFO" and b"Signal=5" in m.body for m in bob.received), 3)
     bob.stop()
+
+
+def test_blind_transfer_by_refer(sw):
+    from helpers import refer
+
+    from centralino.switch.sip.dialog import Dialog
+
+    bob = Phone(sw.address("udp"), "1002", "pw1002").start()
+    carol = Phone(sw.address("udp"), "1004", "pw1004").start()
+    alice = Caller(sw.address("udp"), "1001", "pw1001")
+    resp = alice.call("1002")
+    alice._ack(alice.last_invite, resp)
+    time.sleep(0.2)
+    refer(bob, "1004")
+    notifies = wait_for(lambda: [m for m in bob.received if m.method == "NOTIFY"][1:] and
+                        [m for m in bob.received if m.method == "NOTIFY"], 5)
+    frags = [m.body.decode().strip() for m in notifies]
+    assert frags[0].startswith("SIP/2.0 100") and frags[-1] == "SIP/2.0 200 OK"
+    assert notifies[-1].header("Subscription-State").startswith("terminated")
+    assert carol.invite is not None and carol.invite.from_.uri.user == "1001"
+    assert wait_for(lambda: any(m.method == "BYE" for m in bob.received), 3), "the transferor is released"
+    # the caller was never re-INVITEd (its media endpoint did not move) and now talks to Carol
+    assert not any(isinstance(m, type(alice.last_invite)) and m.method == "INVITE" for m in alice.responses)
+    d = Dialog.from_uac(alice.last_invite, resp)
+    d.local_seq = 9
+    bye = d.create_request("BYE", f"SIP/2.0/UDP {alice.local[0]}:{alice.local[1]};branch=z9hG4bKxfer;rport")
+    assert alice.transact(bye).status == 200
+    assert wait_for(lambda: any(m.method == "BYE" for m in carol.received), 3)
+    rows = wait_for(lambda: cdr(sw), 3)
+    assert len(rows) == 1 and rows[0]["destination"] == "extension:1004" and rows[0]["disposition"] == "ANSWERED"
+    legs = cdr(sw, "b")
+    assert [r["destination"] for r in legs] == ["extension:1002", "extension:1004"]
+    bob.stop()
+    carol.stop()
