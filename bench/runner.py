@@ -29,7 +29,9 @@ RESULTS = Path("bench") / "results"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("scenario", nargs="?", default="register", choices=["register", "calls"])
+    p.add_argument("scenario", nargs="?", default="register", choices=["register", "calls", "relay"])
+    p.add_argument("--streams", type=int, nargs="+", default=[100, 500, 1000],
+                   help="relay: concurrent calls to relay through one media worker")
     p.add_argument("--start", type=float, default=500.0, help="first rate (per second)")
     p.add_argument("--factor", type=float, default=1.5, help="rate growth between steps")
     p.add_argument("--max-rate", type=float, default=20000.0)
@@ -87,6 +89,10 @@ def bench_plan(workdir: Path, sip_port: int, api_port: int, users: list[tuple[st
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.scenario == "relay":
+        from .relay import main as relay_main
+
+        return relay_main(["--streams", *map(str, args.streams), "--duration", str(args.duration)])
     if sipp_binary() is None:
         print("centralino bench needs SIPp: apt-get install sip-tester", file=sys.stderr)
         return 2

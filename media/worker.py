@@ -147,6 +147,7 @@ class MediaPool:
         self.workers: list[WorkerHandle] = []
         self._server: asyncio.AbstractServer | None = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
+        self._closing = False
 
     def slices(self) -> list[tuple[int, int]]:
         low, high = self.ports
@@ -176,7 +177,7 @@ class MediaPool:
                                 worker.connected.set_result(None)
                     elif worker is not None:
                         worker._on_frame(frame, self.on_event)
-            if worker is not None:
+            if worker is not None and not self._closing:
                 log.warning("media worker %d disconnected", worker.index)
 
         self._server = await asyncio.start_unix_server(accept, path)
@@ -205,6 +206,7 @@ class MediaPool:
         return out
 
     async def close(self) -> None:
+        self._closing = True
         for w in self.workers:
             await w.close()
         if self._server is not None:

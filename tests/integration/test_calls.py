@@ -189,9 +189,8 @@ def test_hold_and_unhold_reinvite_is_relayed(sw):
 
 
 def test_blind_transfer_by_refer(sw):
-    from helpers import refer
-
     from centralino.switch.sip.dialog import Dialog
+    from helpers import refer
 
     bob = Phone(sw.address("udp"), "1002", "pw1002").start()
     carol = Phone(sw.address("udp"), "1004", "pw1004").start()
