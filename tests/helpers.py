@@ -338,8 +338,9 @@ class Phone(SipClient):
                     self._reply(self.invite, 487)
 
 
-def refer(phone: Phone, target: str, domain: str = "example.com") -> None:
-    """The phone (the callee of its current call) transfers the caller to ``target``."""
+def refer(phone: Phone, target: str, domain: str = "example.com", replaces: str | None = None) -> None:
+    """The phone (the callee of its current call) transfers the caller to ``target``; with
+    ``replaces`` (call-id;to-tag=..;from-tag=..) it is an attended transfer."""
     from centralino.switch.sip.dialog import Dialog
 
     d = Dialog.from_uas(phone.invite, f"ph{phone.user}")
@@ -347,8 +348,15 @@ def refer(phone: Phone, target: str, domain: str = "example.com") -> None:
     host, port = phone.local
     req = d.create_request("REFER", f"SIP/2.0/UDP {host}:{port};branch=z9hG4bK{uuid.uuid4().hex};rport",
                            contact=f"<sip:{phone.user}@{host}:{port}>",
-                           extra=[("Refer-To", f"<sip:{target}@{domain}>"), ("Referred-By", f"<sip:{phone.user}@{domain}>")])
+                           extra=[("Refer-To", f"<sip:{target}@{domain}{_replaces(replaces)}>"),
+                                  ("Referred-By", f"<sip:{phone.user}@{domain}>")])
     phone.send(req.serialize())
+
+
+def _replaces(value: str | None) -> str:
+    from urllib.parse import quote
+
+    return "" if value is None else "?Replaces=" + quote(value, safe="")
 
 
 class Caller(SipClient):

@@ -573,8 +573,9 @@ class B2BUA:
             return self.core.make_response(inc, 400, "Bad Refer-To")
         if not isinstance(target_uri, URI) or not target_uri.user:
             return self.core.make_response(inc, 400, "Bad Refer-To")
-        if any(k.lower() == "replaces" for k, _ in target_uri.headers):
-            return self.core.make_response(inc, 501, "Attended transfer (Replaces) is not supported yet")
+        replaces = next((unescape(v) for k, v in target_uri.headers if k.lower() == "replaces"), None)
+        if replaces is not None:
+            return await self._attended_transfer(inc, call, fork, replaces)
         target = unescape(target_uri.user)
         plan = self.plan_of()
         decision = Router(plan).route(CallContext(to=target, caller=call.caller, source=call.source))
@@ -594,6 +595,75 @@ class B2BUA:
             assert isinstance(uri, URI)
             self._fork(call, uri, b.target(), destination=f"extension:{ext}", to_user=ext, transfer_of=fork)
         return None
+
+    async def _attended_transfer(self, inc: IncomingRequest, call: Call, transferor: Fork,
+                                 replaces: str) -> Response | None:
+        """REFER with Replaces: the transferor (callee of this call) has a second call to the
+        target; the target's leg is moved into this call, re-pointed (re-INVITE) at this call's
+        callee-facing endpoint, the caller is taken off hold, and both legs of the transferor end."""
+        call_id, _, rest = replaces.partition(";")
+        params = dict(p.split("=", 1) for p in rest.split(";") if "=" in p)
+        # Replaces names the dialog as the transferor sees it: to-tag is ours, from-tag is theirs
+        found = self.dialogs.get((call_id.strip(), params.get("to-tag", ""), params.get("from-tag", "")))
+        if found is None:
+            return self.core.make_response(inc, 481, "Replaced dialog not found")
+        other, other_fork = found
+        target = other.answered if other_fork is None else None
+        if other is call or target is None or target.dialog is None or call.media is None:
+            return self.core.make_response(inc, 481, "Replaced dialog is not the transferor's call")
+        self.core.send_response(inc, self.core.make_response(inc, 202))
+        self._notify(transferor, "SIP/2.0 100 Trying", terminated=False)
+        # 1. the target now sends to and receives from this call's callee-facing endpoint
+        offer, _ = anchor(call.caller_sdp or call.inc.request.body, self.media_ip(target.flow), call.media.b["port"],
+                          session_id=str(abs(hash(call.id)) % 10**9))
+        reinvite = target.dialog.create_request(
+            "INVITE", self.core.via_for(target.flow), body=offer, contact=self.core.contact_for(target.flow),
+            extra=[("Content-Type", "application/sdp")])
+        resp = await self.core.send_and_wait(reinvite, target.flow)
+        if resp.status >= 300:
+            self._notify(transferor, f"SIP/2.0 {resp.status} {resp.reason}", terminated=True)
+            return None
+        ack = target.dialog.create_request("ACK", self.core.via_for(target.flow))
+        ack.set_header("CSeq", f"{reinvite.cseq.seq} ACK")
+        self.core.send_stateless(ack, target.flow)
+        await self._point(call, "b", audio_target_of(resp.body) if resp.body else None)
+        # 2. move the target's leg into this call; the other call ends without touching it
+        other.forks.remove(target)
+        other.answered = None
+        target.call = call
+        call.forks.append(target)
+        call.answered, call.destination = target, target.destination
+        self.dialogs[target.dialog.id] = (call, target)
+        transferor.state = ForkState.DONE
+        self._notify(transferor, "SIP/2.0 200 OK", terminated=True)
+        if transferor.dialog is not None:
+            self._bye(transferor.dialog, transferor.flow)
+        other.hangup_by = "transfer"
+        self.core.spawn(self.hangup(other, by="transfer"))
+        # 3. take the caller off hold: offer our caller-facing endpoint again, sendrecv
+        if call.held and call.a_dialog is not None:
+            self.core.spawn(self._resume_caller(call))
+        log.info("call %s: attended transfer to %s", call.id, target.destination)
+        return None
+
+    async def _resume_caller(self, call: Call) -> None:
+        assert call.a_dialog is not None and call.media is not None
+        body, _ = anchor(call.caller_sdp or call.inc.request.body, self.media_ip(call.a_flow), call.media.a["port"],
+                         session_id=str(abs(hash(call.id)) % 10**9))
+        body = body.replace(b"a=sendonly", b"a=sendrecv").replace(b"a=recvonly", b"a=sendrecv").replace(
+            b"a=inactive", b"a=sendrecv")
+        reinvite = call.a_dialog.create_request(
+            "INVITE", self.core.via_for(call.a_flow), body=body, contact=self.core.contact_for(call.a_flow),
+            extra=[("Content-Type", "application/sdp")])
+        resp = await self.core.send_and_wait(reinvite, call.a_flow)
+        if 200 <= resp.status < 300:
+            ack = call.a_dialog.create_request("ACK", self.core.via_for(call.a_flow))
+            ack.set_header("CSeq", f"{reinvite.cseq.seq} ACK")
+            self.core.send_stateless(ack, call.a_flow)
+            await self._point(call, "a", audio_target_of(resp.body) if resp.body else None)
+            call.held = False
+            await call.media.worker.request({"cmd": "timeout", "seconds": self.rtp_timeout,
+                                             "endpoints": [call.media.a["endpoint"], call.media.b["endpoint"]]})
 
     async def on_notify(self, inc: IncomingRequest) -> Response:
         # NOTIFYs of subscriptions we did not make (e.g. a phone's unsolicited MWI) are refused

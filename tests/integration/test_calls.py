@@ -219,3 +219,40 @@ def test_blind_transfer_by_refer(sw):
     assert [r["destination"] for r in legs] == ["extension:1002", "extension:1004"]
     bob.stop()
     carol.stop()
+
+
+def test_attended_transfer_with_replaces(sw):
+    from helpers import refer
+
+    from centralino.switch.sip.dialog import Dialog
+
+    bob = Phone(sw.address("udp"), "1002", "pw1002").start()
+    carol = Phone(sw.address("udp"), "1004", "pw1004").start()
+    alice = Caller(sw.address("udp"), "1001", "pw1001")
+    r1 = alice.call("1002")
+    alice._ack(alice.last_invite, r1)
+    endpoint_to_bob = parse_sdp(bob.invite.body).media[0].port  # call 1's callee-facing endpoint
+    bob2 = Caller(sw.address("udp"), "1002", "pw1002")  # Bob's second line calls Carol
+    r2 = bob2.call("1004")
+    bob2._ack(bob2.last_invite, r2)
+    time.sleep(0.2)
+    refer(bob, "1004", replaces=f"{bob2.call_id};to-tag={r2.to.tag};from-tag={bob2.tag}")
+    reinvited = wait_for(lambda: [m for m in carol.received if m.method == "INVITE" and m.to.tag], 5)
+    assert reinvited, "Carol is re-INVITEd towards call 1's endpoint"
+    assert parse_sdp(reinvited[-1].body).media[0].port == endpoint_to_bob
+    notifies = wait_for(lambda: [m for m in bob.received if m.method == "NOTIFY" and b"200 OK" in m.body], 5)
+    assert notifies
+    assert wait_for(lambda: any(m.method == "BYE" for m in bob.received), 3), "Bob's first line released"
+    assert wait_for(lambda: any(getattr(m, "method", "") == "BYE" for m in iter(lambda: bob2.recv(0.2), None)), 3), \
+        "Bob's second line released"
+    d = Dialog.from_uac(alice.last_invite, r1)
+    d.local_seq = 9
+    bye = d.create_request("BYE", f"SIP/2.0/UDP {alice.local[0]}:{alice.local[1]};branch=z9hG4bKatt;rport")
+    assert alice.transact(bye).status == 200
+    assert wait_for(lambda: any(m.method == "BYE" for m in carol.received), 3), "Carol talked to Alice until now"
+    rows = wait_for(lambda: len(cdr(sw)) == 2 and cdr(sw), 3)
+    first, second = sorted(rows, key=lambda r: r["start"])
+    assert first["caller"] == "1001" and first["destination"] == "extension:1004"
+    assert second["caller"] == "1002" and second["hangup_by"] == "transfer"
+    bob.stop()
+    carol.stop()
