@@ -61,6 +61,8 @@ class SipConfig(Strict):
     tcp_idle_timeout: float = Field(600.0, gt=0)
     user_agent: str = "Centralino"
     t1: float = Field(0.5, gt=0)  # RFC 3261 T1; change only for networks with a known RTT
+    session_expires: int = Field(1800, ge=0)  # RFC 4028 session timer we ask for; 0 = off
+    min_se: int = Field(90, ge=1)  # the shortest we accept (RFC 4028 recommends 90 s)
 
     @field_validator("listen")
     @classmethod

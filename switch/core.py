@@ -77,7 +77,7 @@ class SipCore:
         self.layer = TransactionLayer(t1=t1, t2=8 * t1, t4=10 * t1)
         self.transports: Any = None  # TransportManager, attached by the app
         self.handlers: dict[str, Handler] = {}
-        self.supported: set[str] = set()
+        self.supported: set[str] = {"timer", "replaces"}
         self.spawn = spawn or asyncio.ensure_future
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None

@@ -287,6 +287,7 @@ class Phone(SipClient):
         self.behaviour = behaviour  # "answer" | "ring" | "busy" | "silent"
         self.received: list[Request] = []
         self.invite: Request | None = None
+        self.session_expires: int | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -331,7 +332,10 @@ class Phone(SipClient):
                 if self.behaviour == "busy":
                     self._reply(msg, 486)
                 elif self.behaviour == "answer":
-                    self._reply(msg, 200, SDP_OFFER.format(port=40000).encode())
+                    # a phone with session timers lets the caller (the switch) refresh
+                    timer = [("Session-Expires", f"{self.session_expires};refresher=uac"), ("Require", "timer")] \
+                        if self.session_expires and msg.header("Session-Expires") else []
+                    self._reply(msg, 200, SDP_OFFER.format(port=40000).encode(), extra=timer)
             elif msg.method in ("BYE", "CANCEL", "OPTIONS"):
                 self._reply(msg, 200)
                 if msg.method == "CANCEL" and self.invite is not None:

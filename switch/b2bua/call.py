@@ -63,6 +63,21 @@ class Media:
 
 
 @dataclass(eq=False)
+class SessionTimer:
+    """RFC 4028 on one leg: who refreshes, and the one timer that either refreshes (us) or
+    gives up on a silent peer."""
+
+    interval: int
+    we_refresh: bool
+    handle: Any = None
+
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+
+
+@dataclass(eq=False)
 class Fork:
     """One outgoing INVITE (to a registered contact or a trunk)."""
 
@@ -82,6 +97,7 @@ class Fork:
     status: int | None = None
     started: float = field(default_factory=time.time)
     answered_at: float | None = None
+    timer: SessionTimer | None = None
     transfer_of: Fork | None = None  # set on the new leg of a transfer: the transferor's leg
     refer: Any = None  # the transferor's REFER, for its NOTIFYs
 
@@ -124,6 +140,7 @@ class Call:
     rtp: dict[str, Any] = field(default_factory=dict)
     held: bool = False
     caller_sdp: bytes = b""  # the caller's latest SDP (re-offered to a transfer target)
+    a_timer: SessionTimer | None = None
     transfers: int = 0
 
     @property

@@ -29,7 +29,17 @@ from ..sip.headers import parse_name_addr
 from ..sip.message import Request, Response
 from ..sip.uri import URI, parse_uri, unescape
 from ..transport.base import Flow
-from .call import NO_ANSWER, NORMAL_CLEARING, Call, CallState, Fork, ForkState, Media, q850_for
+from .call import (
+    NO_ANSWER,
+    NORMAL_CLEARING,
+    Call,
+    CallState,
+    Fork,
+    ForkState,
+    Media,
+    SessionTimer,
+    q850_for,
+)
 from .sdp_anchor import anchor, audio_target
 
 log = logging.getLogger("centralino.b2bua")
@@ -95,6 +105,10 @@ class B2BUA:
         mf = req.max_forwards
         if mf is not None and mf <= 0:
             return self.core.make_response(inc, 483)
+        se = _session_expires(req)
+        min_se = plan.server.sip.min_se
+        if se is not None and se[0] < min_se:
+            return self.core.make_response(inc, 422, headers=[("Min-SE", str(min_se))])
         if not req.body:
             return self.core.make_response(inc, 488, "Late offer not supported",
                                            headers=[("Warning", '399 centralino "INVITE without SDP"')])
@@ -224,7 +238,11 @@ class B2BUA:
             ("Allow", self.core.allow),
             ("User-Agent", self.core.user_agent),
             ("Content-Type", "application/sdp"),
+            ("Supported", "timer, replaces"),
         ]
+        sip_cfg = plan.server.sip
+        if sip_cfg.session_expires:
+            headers += [("Session-Expires", str(sip_cfg.session_expires)), ("Min-SE", str(sip_cfg.min_se))]
         if trunk is not None:
             headers.append(("P-Asserted-Identity", f"{display}<sip:{call.caller}@{domain}>"))
         request = Request("INVITE", uri, headers, body)
@@ -346,9 +364,15 @@ class B2BUA:
         self.dialogs[call.a_dialog.id] = (call, None)
         self.dialogs[dialog.id] = (call, fork)
         headers = [("Contact", self.core.contact_for(call.a_flow)), ("Allow", self.core.allow)]
+        headers += self._caller_session_timer(call)
         if body:
             headers.append(("Content-Type", "application/sdp"))
         self.core.respond(inc, 200, headers=headers, body=body)
+        se = _session_expires(resp)
+        if se is not None:
+            # the callee agreed to a timer: refresher=uac means us (we placed that INVITE)
+            fork.timer = SessionTimer(se[0], we_refresh=se[1] != "uas")
+            self._arm_timer(call, fork)
         assert call.media is not None
         self.core.spawn(call.media.worker.request({
             "cmd": "timeout", "endpoints": [call.media.a["endpoint"], call.media.b["endpoint"]],
@@ -540,6 +564,11 @@ class B2BUA:
         call.held = held
         log.info("call %s: %s relayed (%s)", call.id, req.method, "hold" if held else "active")
         out_headers = [("Contact", self.core.contact_for(inc.flow))]
+        timer = call.a_timer if fork is None else fork.timer
+        if timer is not None and req.method in ("INVITE", "UPDATE"):
+            self._arm_timer(call, fork)  # the refresh arrived
+            out_headers += [("Session-Expires", f"{timer.interval};refresher={'uas' if timer.we_refresh else 'uac'}"),
+                            ("Require", "timer")]
         if answer:
             out_headers.append(("Content-Type", "application/sdp"))
         return self.core.make_response(inc, resp.status, resp.reason, headers=out_headers, body=answer)
@@ -551,6 +580,56 @@ class B2BUA:
         ep = getattr(call.media, side)
         await call.media.worker.request({"cmd": "endpoint.update", "endpoint": ep["endpoint"],
                                          "ip": target.ip, "port": target.port, "rtcp_port": target.rtcp_port})
+
+    # -- session timers (RFC 4028) ---------------------------------------------------------------------
+    def _caller_session_timer(self, call: Call) -> list[tuple[str, str]]:
+        """Headers for our 2xx to the caller; arms the caller leg's timer when it supports one."""
+        req = call.inc.request
+        cfg = self.plan_of().server.sip
+        if not cfg.session_expires or "timer" not in [t.lower() for t in req.option_tags("Supported")]:
+            return []
+        se = _session_expires(req)
+        interval = min(se[0], cfg.session_expires) if se else cfg.session_expires
+        interval = max(interval, cfg.min_se)
+        # the caller refreshes unless it asked us to (refresher=uas)
+        we_refresh = se is not None and se[1] == "uas"
+        call.a_timer = SessionTimer(interval, we_refresh)
+        self._arm_timer(call, None)
+        return [("Session-Expires", f"{interval};refresher={'uas' if we_refresh else 'uac'}"), ("Require", "timer")]
+
+    def _arm_timer(self, call: Call, fork: Fork | None) -> None:
+        timer = call.a_timer if fork is None else fork.timer
+        if timer is None or call.state is CallState.ENDED:
+            return
+        timer.cancel()
+        loop = asyncio.get_running_loop()
+        if timer.we_refresh:
+            timer.handle = loop.call_later(timer.interval / 2, lambda: self.core.spawn(self._refresh(call, fork)))
+        else:
+            grace = timer.interval - min(32, timer.interval / 3)
+            timer.handle = loop.call_later(grace, self._session_expired, call, fork)
+
+    def _session_expired(self, call: Call, fork: Fork | None) -> None:
+        if call.state is CallState.ANSWERED:
+            log.info("call %s: session timer expired on the %s leg", call.id, "caller" if fork is None else "callee")
+            call.hangup_by = "session-timer"
+            self.core.spawn(self.hangup(call, by="session-timer", cause=102))
+
+    async def _refresh(self, call: Call, fork: Fork | None) -> None:
+        """We are the refresher: an UPDATE without SDP (or a re-INVITE if the peer lacks UPDATE)."""
+        dialog = call.a_dialog if fork is None else fork.dialog
+        flow = call.a_flow if fork is None else fork.flow
+        timer = call.a_timer if fork is None else fork.timer
+        if dialog is None or timer is None or call.state is not CallState.ANSWERED:
+            return
+        extra = [("Session-Expires", f"{timer.interval};refresher=uac"), ("Supported", "timer"),
+                 ("Contact", self.core.contact_for(flow))]
+        req = dialog.create_request("UPDATE", self.core.via_for(flow), extra=extra)
+        resp = await self.core.send_and_wait(req, flow)
+        if resp.status in (408, 481):
+            self._session_expired(call, fork)
+            return
+        self._arm_timer(call, fork)
 
     # -- transfer (REFER) -------------------------------------------------------------------------------
     async def on_refer(self, inc: IncomingRequest) -> Response | None:
@@ -766,6 +845,9 @@ class B2BUA:
         if call.ring_timer is not None:
             call.ring_timer.cancel()
         self._release_channels(call)
+        for timer in [call.a_timer, *(f.timer for f in call.forks)]:
+            if timer is not None:
+                timer.cancel()
         if call.media is not None:
             media, call.media = call.media, None
             media.worker.endpoints -= 2
@@ -843,6 +925,18 @@ class B2BUA:
                        "destination": c.destination, "since": round(time.time() - c.started, 1)}
                       for c in list(self.calls.values())[:100]],
         }
+
+
+def _session_expires(msg: Any) -> tuple[int, str | None] | None:
+    """(seconds, refresher) from Session-Expires, or None."""
+    value = msg.header("Session-Expires")
+    if not value:
+        return None
+    head, *params = [p.strip() for p in value.split(";")]
+    if not head.isdigit():
+        return None
+    refresher = next((p.split("=", 1)[1].lower() for p in params if p.lower().startswith("refresher=")), None)
+    return int(head), refresher
 
 
 def audio_target_of(body: bytes) -> Any:

@@ -256,3 +256,36 @@ def test_attended_transfer_with_replaces(sw):
     assert second["caller"] == "1002" and second["hangup_by"] == "transfer"
     bob.stop()
     carol.stop()
+
+
+def test_session_timers(tmp_path):
+    """RFC 4028: the caller's leg expires when it stops refreshing; the switch refreshes a
+    callee that asked it to (UPDATE every interval/2)."""
+    text = plan_text(tmp_path, ROUTES, extensions=EXTS).replace(
+        "domain: example.com", "domain: example.com\n    session_expires: 4\n    min_se: 2")
+    with RunningSwitch(text) as s:
+        s.tmp = tmp_path
+        bob = Phone(s.address("udp"), "1002", "pw1002")
+        bob.session_expires = 4
+        bob.start()
+        alice = Caller(s.address("udp"), "1001", "pw1001")
+        def with_timer(caller, value):
+            plain = caller.invite
+            caller.invite = lambda to, **kw: plain(to, **{**kw, "extra": [*kw.get("extra", ()),
+                                                   ("Session-Expires", value), ("Supported", "timer")]})
+            return caller
+
+        too_short = with_timer(Caller(s.address("udp"), "1001", "pw1001"), "1")
+        refused = too_short.call("1002")
+        assert refused.status == 422 and refused.header("Min-SE") == "2"
+        resp = with_timer(alice, "4;refresher=uac").call("1002")
+        assert resp.status == 200
+        assert resp.header("Session-Expires") == "4;refresher=uac" and "timer" in resp.header("Require")
+        alice._ack(alice.last_invite, resp)
+        # the switch refreshes Bob (he asked for refresher=uac) with UPDATE
+        assert wait_for(lambda: any(m.method == "UPDATE" for m in bob.received), 4)
+        # Alice never refreshes: after 4 - 4/3 s the call is torn down on both sides
+        assert wait_for(lambda: any(m.method == "BYE" for m in bob.received), 6)
+        row = wait_for(lambda: cdr(s), 3)[0]
+        assert row["hangup_by"] == "session-timer" and row["q850_cause"] == 102
+        bob.stop()
