@@ -284,7 +284,7 @@ class Phone(SipClient):
     def __init__(self, server, user, password, behaviour="answer", local_ip="127.0.0.1"):
         super().__init__(server, local_ip=local_ip)
         self.user, self.password = user, password
-        self.behaviour = behaviour  # "answer" | "ring" | "busy" | "silent"
+        self.behaviour = behaviour  # answer | ring | early | busy | silent | answer-on-cancel
         self.received: list[Request] = []
         self.invite: Request | None = None
         self.session_expires: int | None = None
@@ -328,7 +328,10 @@ class Phone(SipClient):
                 self.invite = msg
                 if self.behaviour == "silent":
                     continue
-                self._reply(msg, 180)
+                if self.behaviour == "early":
+                    self._reply(msg, 183, SDP_OFFER.format(port=40004).encode())
+                else:
+                    self._reply(msg, 180)
                 if self.behaviour == "busy":
                     self._reply(msg, 486)
                 elif self.behaviour == "answer":
@@ -339,7 +342,10 @@ class Phone(SipClient):
             elif msg.method in ("BYE", "CANCEL", "OPTIONS"):
                 self._reply(msg, 200)
                 if msg.method == "CANCEL" and self.invite is not None:
-                    self._reply(self.invite, 487)
+                    if self.behaviour == "answer-on-cancel":  # our 200 crosses the CANCEL
+                        self._reply(self.invite, 200, SDP_OFFER.format(port=40000).encode())
+                    else:
+                        self._reply(self.invite, 487)
 
 
 def refer(phone: Phone, target: str, domain: str = "example.com", replaces: str | None = None) -> None:

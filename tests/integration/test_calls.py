@@ -289,3 +289,45 @@ def test_session_timers(tmp_path):
         row = wait_for(lambda: cdr(s), 3)[0]
         assert row["hangup_by"] == "session-timer" and row["q850_cause"] == 102
         bob.stop()
+
+
+def test_early_media_183_is_relayed_with_anchored_sdp(sw):
+    bob = Phone(sw.address("udp"), "1002", "pw1002", behaviour="early").start()
+    alice = Caller(sw.address("udp"), "1001", "pw1001")
+    early = alice.call("1002", until=183)
+    assert early.status == 183 and early.body
+    sdp = parse_sdp(early.body)
+    assert sdp.connection.address == "127.0.0.1" and 34000 <= sdp.media[0].port <= 34999
+    assert sdp.media[0].port != 40004  # the caller hears the early media through the worker
+    alice.cancel()
+    bob.stop()
+
+
+def test_callee_answer_crossing_the_cancel_is_acked_and_hung_up(sw):
+    bob = Phone(sw.address("udp"), "1002", "pw1002", behaviour="answer-on-cancel")
+    bob.behaviour = "ring"
+    bob.start()
+    alice = Caller(sw.address("udp"), "1001", "pw1001")
+    assert alice.call("1002", until=180).status == 180
+    bob.behaviour = "answer-on-cancel"
+    alice.cancel()
+    assert wait_for(lambda: any(m.method == "ACK" for m in bob.received), 3), "the late 200 is ACKed"
+    assert wait_for(lambda: any(m.method == "BYE" for m in bob.received), 3), "and the leg hung up"
+    row = wait_for(lambda: cdr(sw), 3)[0]
+    assert row["disposition"] == "CANCELLED"
+    bob.stop()
+
+
+def test_caller_cancel_crossing_our_200_leaves_the_call_up(sw):
+    bob = Phone(sw.address("udp"), "1002", "pw1002").start()
+    alice = Caller(sw.address("udp"), "1001", "pw1001")
+    resp = alice.call("1002")
+    assert resp.status == 200
+    alice.cancel()  # too late: the INVITE was answered
+    cancel_answer = alice.recv(1.0)
+    assert cancel_answer is not None and cancel_answer.status == 200 and cancel_answer.cseq.method == "CANCEL"
+    alice._ack(alice.last_invite, resp)
+    time.sleep(0.3)
+    assert not any(m.method == "BYE" for m in bob.received)
+    assert sw.status()["calls"]["answered"] == 1
+    bob.stop()
