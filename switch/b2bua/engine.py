@@ -40,6 +40,17 @@ from .call import (
     SessionTimer,
     q850_for,
 )
+from .events import (
+    CallAnswered,
+    CallDisconnected,
+    CallEarlyMedia,
+    CallEvent,
+    CallFailed,
+    CallRinging,
+    CallTransferred,
+    CallTrying,
+    CallUpdated,
+)
 from .sdp_anchor import anchor, audio_target
 
 log = logging.getLogger("centralino.b2bua")
@@ -78,12 +89,20 @@ class B2BUA:
         self.by_endpoint_call: dict[str, Call] = {}
         self.applications: dict[str, Callable[[Call, Action], Any]] = {}  # ivr, queue, … (later)
         self.completed = 0
+        self.listeners: list[Callable[[CallEvent], None]] = []
         self._idle = asyncio.Event()
         self._idle.set()
         for method, handler in (("INVITE", self.on_invite), ("BYE", self.on_bye), ("ACK", self.on_ack),
                                 ("UPDATE", self.on_update), ("INFO", self.on_update), ("REFER", self.on_refer),
                                 ("NOTIFY", self.on_notify)):
             core.on(method, handler)
+
+    def _emit(self, event: CallEvent) -> None:
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("call event listener failed")
 
     # -- entry: a new INVITE ------------------------------------------------------------------
     async def on_invite(self, inc: IncomingRequest) -> Response | None:
@@ -130,6 +149,7 @@ class B2BUA:
         inc.on_timeout = lambda: self._no_ack(call)
         log.info("call %s from %s (%s) to %s: %s", call.id, caller, source, called,
                  decision.reasons[-1])
+        self._emit(CallTrying(call.id, caller=caller, called=called, source=source))
         try:
             await self._execute(call, decision.action)
         except RemoteProtocolError as exc:
@@ -316,6 +336,8 @@ class B2BUA:
         elif resp.status == 183:
             return
         self.core.respond(call.inc, resp.status, resp.reason, headers=headers, body=body)
+        event = CallEarlyMedia if body else CallRinging
+        self._emit(event(call.id, destination=fork.destination))
 
     def _answer_to_caller(self, call: Call, fork: Fork, body: bytes) -> bytes:
         """The callee's SDP, pointed at our caller-facing endpoint; and point the callee-facing
@@ -378,6 +400,7 @@ class B2BUA:
             "cmd": "timeout", "endpoints": [call.media.a["endpoint"], call.media.b["endpoint"]],
             "seconds": self.rtp_timeout}))
         log.info("call %s answered by %s", call.id, fork.destination)
+        self._emit(CallAnswered(call.id, destination=fork.destination))
 
     def _send_ack(self, fork: Fork) -> None:
         assert fork.dialog is not None
@@ -436,6 +459,7 @@ class B2BUA:
         text = f';text="{why}"' if why else ""
         if call.inc.txn.state.value in ("trying", "proceeding"):
             self.core.respond(call.inc, status, headers=[("Reason", f"Q.850;cause={call.cause}{text}")])
+        self._emit(CallFailed(call.id, status=status, cause=call.cause))
         await self._finish(call)
 
     def _caller_cancelled(self, call: Call) -> None:
@@ -453,6 +477,7 @@ class B2BUA:
         call.final_status = 487
         call.cause = 16  # the caller hung up before the answer: normal clearing
         self.core.respond(call.inc, 487)
+        self._emit(CallFailed(call.id, status=487, cause=16))
         self.core.spawn(self._finish(call))
 
     def _cancel_fork(self, fork: Fork) -> None:
@@ -563,6 +588,7 @@ class B2BUA:
             "seconds": 0 if held else self.rtp_timeout})
         call.held = held
         log.info("call %s: %s relayed (%s)", call.id, req.method, "hold" if held else "active")
+        self._emit(CallUpdated(call.id, method=req.method, held=held))
         out_headers = [("Contact", self.core.contact_for(inc.flow))]
         timer = call.a_timer if fork is None else fork.timer
         if timer is not None and req.method in ("INVITE", "UPDATE"):
@@ -723,6 +749,7 @@ class B2BUA:
         if call.held and call.a_dialog is not None:
             self.core.spawn(self._resume_caller(call))
         log.info("call %s: attended transfer to %s", call.id, target.destination)
+        self._emit(CallTransferred(call.id, destination=target.destination, attended=True))
         return None
 
     async def _resume_caller(self, call: Call) -> None:
@@ -808,6 +835,7 @@ class B2BUA:
         if transferor.dialog is not None:
             self._bye(transferor.dialog, transferor.flow)
         log.info("call %s transferred to %s", call.id, new.destination)
+        self._emit(CallTransferred(call.id, destination=new.destination, attended=False))
 
     # -- hanging up --------------------------------------------------------------------------------------
     async def hangup(self, call: Call, *, by: str, cause: int = NORMAL_CLEARING, skip_a: bool = False,
@@ -818,6 +846,7 @@ class B2BUA:
         call.hangup_by = call.hangup_by or by
         call.cause = call.cause or cause
         call.final_status = call.final_status or 200
+        self._emit(CallDisconnected(call.id, by=call.hangup_by, cause=call.cause))
         if not skip_a and call.a_dialog is not None:
             self._bye(call.a_dialog, call.a_flow)
         for fork in call.forks:

@@ -331,3 +331,47 @@ def test_caller_cancel_crossing_our_200_leaves_the_call_up(sw):
     assert not any(m.method == "BYE" for m in bob.received)
     assert sw.status()["calls"]["answered"] == 1
     bob.stop()
+
+
+def test_typed_call_events(sw):
+    from centralino.switch.b2bua.events import CallAnswered, CallDisconnected, CallFailed, CallRinging, CallTrying
+    from centralino.switch.sip.dialog import Dialog
+
+    events = []
+    sw.call(lambda: sw.switch.b2bua.listeners.append(events.append))
+    bob = Phone(sw.address("udp"), "1002", "pw1002").start()
+    alice = Caller(sw.address("udp"), "1001", "pw1001")
+    resp = alice.call("1002")
+    alice._ack(alice.last_invite, resp)
+    d = Dialog.from_uac(alice.last_invite, resp)
+    d.local_seq = 5
+    alice.transact(d.create_request("BYE", f"SIP/2.0/UDP {alice.local[0]}:{alice.local[1]};branch=z9hG4bKev;rport"))
+    Caller(sw.address("udp"), "1001", "pw1001").call("1003")  # not registered: fails
+    wait_for(lambda: len(events) >= 6, 3)
+    kinds = [type(e) for e in events]
+    assert kinds[:4] == [CallTrying, CallRinging, CallAnswered, CallDisconnected]
+    assert kinds[4:6] == [CallTrying, CallFailed]
+    assert events[0].caller == "1001" and events[2].destination == "extension:1002"
+    assert events[3].by == "caller" and events[5].status == 480
+    bob.stop()
+
+
+def test_max_forwards_exhausted_and_cdr_csv(sw):
+    alice = Caller(sw.address("udp"), "1001", "pw1001")
+    plain = alice.invite
+    alice.invite = lambda to, **kw: _with_max_forwards(plain(to, **kw))
+    assert alice.call("1002").status == 483
+    resp = Caller(sw.address("udp"), "1001", "pw1001").call("1004")  # not registered: 480
+    assert resp.status == 480
+    import subprocess
+    import sys
+    plan = sw.tmp / "plan-for-cdr.yaml"
+    plan.write_text(f'server: {{storage: "sqlite:{sw.tmp / "centralino.db"}"}}\n')
+    out = subprocess.run([sys.executable, "-m", "centralino", "cdr", "--config", str(plan)],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[0].startswith("id,call_id,leg,") and len(out) == 2 and ",NO ANSWER," in out[1]
+
+
+def _with_max_forwards(req):
+    req.set_header("Max-Forwards", "0")
+    return req
