@@ -12,14 +12,18 @@ from typing import Any
 from .config.loader import PlanInvalid, load_plan
 
 
-def _api_address(args: argparse.Namespace) -> str:
-    if getattr(args, "api", None):
-        return args.api
+def _plan_or_exit(path: str | None) -> Any:
     try:
-        return load_plan(args.config).plan.server.api.listen
+        return load_plan(path).plan
     except PlanInvalid as exc:
         print(exc, file=sys.stderr)
         raise SystemExit(1) from None
+
+
+def _api_address(args: argparse.Namespace) -> str:
+    if getattr(args, "api", None):
+        return args.api
+    return _plan_or_exit(args.config).server.api.listen
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -134,11 +138,7 @@ def cmd_route(args: argparse.Namespace) -> int:
 
     from .switch.router import CallContext, Router, normalise
 
-    try:
-        plan = load_plan(args.config).plan
-    except PlanInvalid as exc:
-        print(exc, file=sys.stderr)
-        return 1
+    plan = _plan_or_exit(args.config)
     at = datetime.now(UTC)
     if args.at:
         at = datetime.fromisoformat(args.at)
@@ -158,11 +158,7 @@ def cmd_cdr(args: argparse.Namespace) -> int:
     from .storage.cdr import export, query
     from .storage.database import storage_path
 
-    try:
-        plan = load_plan(args.config).plan
-    except PlanInvalid as exc:
-        print(exc, file=sys.stderr)
-        return 1
+    plan = _plan_or_exit(args.config)
 
     def ts(text: str | None) -> float | None:
         if text is None:

@@ -19,6 +19,18 @@ from ..media.rtp import RtpPacket
 from ..media.worker import MediaPool
 
 
+def _drain(socks: list[socket.socket]) -> int:
+    n = 0
+    for s in socks:
+        while True:
+            try:
+                s.recv(2048)
+                n += 1
+            except BlockingIOError:
+                break
+    return n
+
+
 def _load(targets: list[tuple[int, int]], duration: float, ready: Any, go: Any, result: Any) -> None:
     """Both sides of every call: send one packet per 20 ms per direction, count arrivals."""
     socks = []
@@ -47,23 +59,11 @@ def _load(targets: list[tuple[int, int]], duration: float, ready: Any, go: Any, 
                 sent += 2
             seq += 1
             next_tick += 0.02
-        for s in socks:
-            while True:
-                try:
-                    s.recv(2048)
-                    received += 1
-                except BlockingIOError:
-                    break
+        received += _drain(socks)
         time.sleep(0.001)
     deadline = time.monotonic() + 0.5
     while time.monotonic() < deadline:  # drain what is still in flight
-        for s in socks:
-            while True:
-                try:
-                    s.recv(2048)
-                    received += 1
-                except BlockingIOError:
-                    break
+        received += _drain(socks)
         time.sleep(0.01)
     result.send({"sent": sent, "received": received, "seconds": duration})
 

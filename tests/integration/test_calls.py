@@ -222,9 +222,8 @@ def test_blind_transfer_by_refer(sw):
 
 
 def test_attended_transfer_with_replaces(sw):
-    from helpers import refer
-
     from centralino.switch.sip.dialog import Dialog
+    from helpers import refer
 
     bob = Phone(sw.address("udp"), "1002", "pw1002").start()
     carol = Phone(sw.address("udp"), "1004", "pw1004").start()
@@ -334,7 +333,13 @@ def test_caller_cancel_crossing_our_200_leaves_the_call_up(sw):
 
 
 def test_typed_call_events(sw):
-    from centralino.switch.b2bua.events import CallAnswered, CallDisconnected, CallFailed, CallRinging, CallTrying
+    from centralino.switch.b2bua.events import (
+        CallAnswered,
+        CallDisconnected,
+        CallFailed,
+        CallRinging,
+        CallTrying,
+    )
     from centralino.switch.sip.dialog import Dialog
 
     events = []

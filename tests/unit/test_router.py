@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from centralino.config.loader import parse_plan_text
 from centralino.switch.router import CallContext, Router, normalise
@@ -25,17 +25,17 @@ PLAN = textwrap.dedent("""\
     """)
 
 
-def route(to, caller="1001", source="extension", at=datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc)):
+def route(to, caller="1001", source="extension", at=datetime(2026, 11, 24, 10, 0, tzinfo=UTC)):
     plan = parse_plan_text(PLAN, "p.yaml").plan
     return Router(plan).route(CallContext(to=to, caller=caller, source=source, at=at))
 
 
 def test_schedule_open_and_closed_and_holiday():
     assert route("88005553535", source="provider").action.dial == "1001"  # Tuesday 11:00 in Rome
-    night = route("88005553535", source="provider", at=datetime(2026, 11, 24, 20, 0, tzinfo=timezone.utc))
+    night = route("88005553535", source="provider", at=datetime(2026, 11, 24, 20, 0, tzinfo=UTC))
     assert night.action.hangup == 480 and night.index == 1
     assert any("outside opening hours" in r for r in night.reasons)
-    xmas = route("88005553535", source="provider", at=datetime(2026, 12, 25, 10, 0, tzinfo=timezone.utc))
+    xmas = route("88005553535", source="provider", at=datetime(2026, 12, 25, 10, 0, tzinfo=UTC))
     assert xmas.action.hangup == 480 and any("holiday" in r for r in xmas.reasons)
 
 

@@ -1,0 +1,170 @@
+"""Requests inside an answered call's dialogs: re-INVITE, UPDATE and INFO relayed to the
+other leg (hold, unhold, codec changes, DTMF), and RFC 4028 session timers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from ..core import IncomingRequest
+from ..sip.errors import RemoteProtocolError
+from ..sip.message import Response
+from .call import Call, CallState, Fork, SessionTimer
+from .events import CallUpdated
+from .sdp_anchor import anchor
+
+log = logging.getLogger("centralino.b2bua")
+
+
+class InDialogMixin:
+    """Part of the B2BUA: see engine.B2BUA for the attributes used here."""
+
+    async def _reinvite(self, inc: IncomingRequest) -> Response:
+        return await self._relay_in_dialog(inc)
+
+    async def on_update(self, inc: IncomingRequest) -> Response:
+        """UPDATE and INFO (e.g. DTMF as application/dtmf-relay) are relayed to the other leg."""
+        return await self._relay_in_dialog(inc)
+
+    async def _relay_in_dialog(self, inc: IncomingRequest) -> Response:
+        """A re-INVITE or UPDATE (hold, unhold, codec change) goes to the other leg with its SDP
+        pointed at that leg's endpoint; the other leg's answer comes back the same way."""
+        req = inc.request
+        found = self._find(req)
+        if found is None:
+            return self.core.make_response(inc, 481)
+        call, fork = found
+        from_dialog = call.a_dialog if fork is None else fork.dialog
+        if from_dialog is not None:
+            try:
+                from_dialog.check_request(req)
+            except RemoteProtocolError as exc:
+                return self.core.make_response(inc, exc.status or 500, exc.reason)
+        other = call.answered if fork is None else None
+        to_dialog = other.dialog if other is not None else call.a_dialog
+        to_flow = other.flow if other is not None else call.a_flow
+        if to_dialog is None or call.media is None or call.state is not CallState.ANSWERED:
+            return self.core.make_response(inc, 491 if call.state is CallState.RINGING else 481)
+        from_side, to_side = ("a", "b") if fork is None else ("b", "a")
+        body = req.body
+        is_sdp = req.content_type is not None and req.content_type.mime == "application/sdp"
+        if body and is_sdp and fork is None:
+            call.caller_sdp = req.body
+        if body and is_sdp:
+            body, target = anchor(req.body, self.media_ip(to_flow), getattr(call.media, to_side)["port"],
+                                  session_id=str(abs(hash(call.id)) % 10**9))
+            await self._point(call, from_side, target)
+        headers = [("Contact", self.core.contact_for(to_flow)), ("User-Agent", self.core.user_agent)]
+        if body:
+            headers.append(("Content-Type", req.header("Content-Type") or "application/sdp"))
+        out = to_dialog.create_request(req.method, self.core.via_for(to_flow), body=body, extra=headers)
+        resp = await self.core.send_and_wait(out, to_flow)
+        if req.method == "INVITE" and 200 <= resp.status < 300:
+            ack = to_dialog.create_request("ACK", self.core.via_for(to_flow))
+            ack.set_header("CSeq", f"{out.cseq.seq} ACK")
+            self.core.send_stateless(ack, to_flow)
+        if resp.status >= 300:
+            return self.core.make_response(inc, resp.status, resp.reason)
+        answer = b""
+        if resp.body and resp.content_type is not None and resp.content_type.mime == "application/sdp":
+            answer, target = anchor(resp.body, self.media_ip(inc.flow), getattr(call.media, from_side)["port"],
+                                    session_id=str(abs(hash(call.id)) % 10**9))
+            await self._point(call, to_side, target)
+        # on hold no RTP may flow: the inactivity timeout waits for the call to be resumed
+        directions = {t.direction for t in (audio_target_of(req.body if is_sdp else b""), audio_target_of(answer))
+                      if t is not None}
+        held = bool(directions & {"sendonly", "recvonly", "inactive"})
+        await call.media.worker.request({
+            "cmd": "timeout", "endpoints": [call.media.a["endpoint"], call.media.b["endpoint"]],
+            "seconds": 0 if held else self.rtp_timeout})
+        call.held = held
+        log.info("call %s: %s relayed (%s)", call.id, req.method, "hold" if held else "active")
+        self._emit(CallUpdated(call.id, method=req.method, held=held))
+        out_headers = [("Contact", self.core.contact_for(inc.flow))]
+        timer = call.a_timer if fork is None else fork.timer
+        if timer is not None and req.method in ("INVITE", "UPDATE"):
+            self._arm_timer(call, fork)  # the refresh arrived
+            out_headers += [("Session-Expires", f"{timer.interval};refresher={'uas' if timer.we_refresh else 'uac'}"),
+                            ("Require", "timer")]
+        if answer:
+            out_headers.append(("Content-Type", "application/sdp"))
+        return self.core.make_response(inc, resp.status, resp.reason, headers=out_headers, body=answer)
+
+    async def _point(self, call: Call, side: str, target: Any) -> None:
+        """Send ``side``'s endpoint's audio to where that side's SDP now says."""
+        if target is None or call.media is None:
+            return
+        ep = getattr(call.media, side)
+        await call.media.worker.request({"cmd": "endpoint.update", "endpoint": ep["endpoint"],
+                                         "ip": target.ip, "port": target.port, "rtcp_port": target.rtcp_port})
+
+    # -- session timers (RFC 4028) ---------------------------------------------------------------
+    def _caller_session_timer(self, call: Call) -> list[tuple[str, str]]:
+        """Headers for our 2xx to the caller; arms the caller leg's timer when it supports one."""
+        req = call.inc.request
+        cfg = self.plan_of().server.sip
+        if not cfg.session_expires or "timer" not in [t.lower() for t in req.option_tags("Supported")]:
+            return []
+        se = _session_expires(req)
+        interval = min(se[0], cfg.session_expires) if se else cfg.session_expires
+        interval = max(interval, cfg.min_se)
+        # the caller refreshes unless it asked us to (refresher=uas)
+        we_refresh = se is not None and se[1] == "uas"
+        call.a_timer = SessionTimer(interval, we_refresh)
+        self._arm_timer(call, None)
+        return [("Session-Expires", f"{interval};refresher={'uas' if we_refresh else 'uac'}"), ("Require", "timer")]
+
+    def _arm_timer(self, call: Call, fork: Fork | None) -> None:
+        timer = call.a_timer if fork is None else fork.timer
+        if timer is None or call.state is CallState.ENDED:
+            return
+        timer.cancel()
+        loop = asyncio.get_running_loop()
+        if timer.we_refresh:
+            timer.handle = loop.call_later(timer.interval / 2, lambda: self.core.spawn(self._refresh(call, fork)))
+        else:
+            grace = timer.interval - min(32, timer.interval / 3)
+            timer.handle = loop.call_later(grace, self._session_expired, call, fork)
+
+    def _session_expired(self, call: Call, fork: Fork | None) -> None:
+        if call.state is CallState.ANSWERED:
+            log.info("call %s: session timer expired on the %s leg", call.id, "caller" if fork is None else "callee")
+            call.hangup_by = "session-timer"
+            self.core.spawn(self.hangup(call, by="session-timer", cause=102))
+
+    async def _refresh(self, call: Call, fork: Fork | None) -> None:
+        """We are the refresher: an UPDATE without SDP (or a re-INVITE if the peer lacks UPDATE)."""
+        dialog = call.a_dialog if fork is None else fork.dialog
+        flow = call.a_flow if fork is None else fork.flow
+        timer = call.a_timer if fork is None else fork.timer
+        if dialog is None or timer is None or call.state is not CallState.ANSWERED:
+            return
+        extra = [("Session-Expires", f"{timer.interval};refresher=uac"), ("Supported", "timer"),
+                 ("Contact", self.core.contact_for(flow))]
+        req = dialog.create_request("UPDATE", self.core.via_for(flow), extra=extra)
+        resp = await self.core.send_and_wait(req, flow)
+        if resp.status in (408, 481):
+            self._session_expired(call, fork)
+            return
+        self._arm_timer(call, fork)
+
+
+
+def _session_expires(msg: Any) -> tuple[int, str | None] | None:
+    """(seconds, refresher) from Session-Expires, or None."""
+    value = msg.header("Session-Expires")
+    if not value:
+        return None
+    head, *params = [p.strip() for p in value.split(";")]
+    if not head.isdigit():
+        return None
+    refresher = next((p.split("=", 1)[1].lower() for p in params if p.lower().startswith("refresher=")), None)
+    return int(head), refresher
+
+
+def audio_target_of(body: bytes) -> Any:
+    from ..sip.sdp import parse_sdp
+    from .sdp_anchor import audio_target
+
+    return audio_target(parse_sdp(body)) if body else None
