@@ -380,3 +380,19 @@ def test_max_forwards_exhausted_and_cdr_csv(sw):
 def _with_max_forwards(req):
     req.set_header("Max-Forwards", "0")
     return req
+
+
+def test_rtp_inactivity_timeout_ends_the_call(tmp_path):
+    text = plan_text(tmp_path, ROUTES, extensions=EXTS).replace(
+        "  security:", '  rtp: {ports: "34000-34999", workers: 0, timeout: 1}\n  security:')
+    with RunningSwitch(text) as s:
+        s.tmp = tmp_path
+        bob = Phone(s.address("udp"), "1002", "pw1002").start()
+        alice = Caller(s.address("udp"), "1001", "pw1001")
+        resp = alice.call("1002")
+        alice._ack(alice.last_invite, resp)
+        # neither phone sends any RTP: after 1 s both get a BYE
+        assert wait_for(lambda: any(m.method == "BYE" for m in bob.received), 5)
+        row = wait_for(lambda: cdr(s), 3)[0]
+        assert row["hangup_by"] == "rtp-timeout" and row["disposition"] == "ANSWERED"
+        bob.stop()

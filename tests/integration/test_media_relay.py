@@ -53,6 +53,14 @@ def test_relay_latch_strict_source_and_stats(workers):
                 bob.recv(2048)
             stats = await w.request({"cmd": "endpoint.stats", "endpoint": a["endpoint"]})
             assert stats["rx"] == 10 and stats["dropped_source"] == 5 and stats["lost"] == 0
+            # RTCP follows the same path on the odd ports
+            alice.sendto(b"\x80\xc8\x00\x06" + b"\x00" * 24, ("127.0.0.1", a["port"] + 1))
+            bob_rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            bob_rtcp.bind(("127.0.0.1", bob.getsockname()[1] + 1))
+            bob_rtcp.setblocking(False)
+            alice.sendto(b"\x80\xc8\x00\x06" + b"\x00" * 24, ("127.0.0.1", a["port"] + 1))
+            report = await asyncio.wait_for(loop.sock_recv(bob_rtcp, 2048), 2)
+            assert report[1] == 0xC8  # a sender report
             # loss is counted from sequence gaps
             for seq in (20, 22, 23):
                 alice.sendto(rtp(seq), ("127.0.0.1", a["port"]))
