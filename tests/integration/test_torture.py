@@ -104,7 +104,9 @@ def _exchange(sw: RunningSwitch, mode: str, data: bytes, name: str) -> tuple[lis
             if any(r.status >= 200 for r in out):
                 # after a framing error the server closes within its 1 s grace period
                 s.settimeout(2.5 if name in FRAMING else 0.3)
-    except (TimeoutError, ConnectionResetError):
+    except ConnectionResetError:
+        closed = True  # closed with data of ours still unread: the kernel sends RST, not FIN
+    except TimeoutError:
         pass
     s.close()
     return out, closed
