@@ -4,8 +4,8 @@ failures pass 0.1 % or the p95 response time passes a bound; JSON + Markdown rep
 Scenarios: ``register`` (REGISTER with digest: 401, authenticated REGISTER, 200) and ``calls``
 (calls per second through the B2BUA, no media: a SIPp "trunk" calls an extension answered by a
 SIPp UAS; INVITE-200-ACK-BYE; the SDP is still anchored, so each call creates and frees two
-RTP endpoints in a media worker). Peers (Kamailio, sippy) in the same run come with the
-performance milestone.
+RTP endpoints in a media worker). With ``--peer kamailio`` / ``--peer sippy`` the ``calls``
+scenario also drives those, with the same SIPp settings, and the report gives the ratios.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import platform
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from . import peers
 from .sipp import run_sipp, sipp_binary, write_users_csv
 from .stepping import Criteria, Step, best_rate, next_rate
 
@@ -41,14 +41,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--users", type=int, default=1000, help="distinct extensions registering")
     p.add_argument("--transport", default="u1", help="SIPp -t (u1, un, t1, tn)")
     p.add_argument("--out", default=str(RESULTS), help="where the JSON and Markdown reports go")
+    p.add_argument("--peer", action="append", choices=["kamailio", "sippy"], default=[],
+                   help="calls: also measure this peer in the same run (repeatable)")
 
 
 def _cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
+    """CPU time of a process and all its descendants (media workers, Kamailio's children)."""
+    total = 0.0
+    for p in _tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def _tree(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
+            try:
+                todo += [int(c) for c in task.read_text().split()]
+            except (OSError, ValueError):
+                pass
+    return out
 
 
 def _udp_rcvbuf_errors() -> int:
@@ -96,70 +115,28 @@ def main(args: argparse.Namespace) -> int:
     if sipp_binary() is None:
         print("centralino bench needs SIPp: apt-get install sip-tester", file=sys.stderr)
         return 2
+    if args.peer and args.scenario != "calls":
+        print("peers are compared on the calls scenario: centralino bench calls --peer kamailio", file=sys.stderr)
+        return 2
+    for peer in args.peer:
+        if (why := peers.missing(peer)) is not None:
+            print(f"centralino bench: {why}", file=sys.stderr)
+            return 2
     criteria = Criteria(args.max_failure, args.max_p95_ms)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="centralino-bench-") as tmp:
-        work = Path(tmp)
-        users = [(f"b{i:05d}", f"pw{i}") for i in range(args.users)]
-        sip_port, api_port = _free_port(2), _free_port(1)
-        plan = bench_plan(work, sip_port, api_port, users)
-        inf = write_users_csv(work / "users.csv", users, "bench.local")
-        log = (work / "switch.log").open("w")
-        proc = subprocess.Popen([sys.executable, "-m", "centralino", "run", "--config", str(plan)],
-                                stdout=log, stderr=subprocess.STDOUT)
-        uas = None
-        try:
-            _wait_ready(api_port, proc)
-            if args.scenario == "calls":
-                uas = _answering_uas(work, sip_port, users[0])
-            history: list[Step] = []
-            rows = []
-            while (rate := next_rate(history, criteria, start=args.start, factor=args.factor,
-                                     max_rate=args.max_rate)) is not None:
-                cpu0, err0, t0 = _cpu_seconds(proc.pid), _udp_rcvbuf_errors(), time.monotonic()
-                if args.scenario == "calls":
-                    res = run_sipp("uac_cps.xml", f"127.0.0.1:{sip_port}", rate=rate, count=int(rate * args.duration),
-                                   transport=args.transport, local_ip="127.0.0.10",
-                                   extra=["-s", "answer", "-l", str(int(rate * 4) + 10), "-mp", "23000"])
-                else:
-                    res = run_sipp("register_digest.xml", f"127.0.0.1:{sip_port}", rate=rate,
-                                   count=int(rate * args.duration), inf=inf, transport=args.transport)
-                wall = time.monotonic() - t0
-                cpu = (_cpu_seconds(proc.pid) - cpu0) / wall if wall > 0 else 0.0
-                step = Step(rate, res.failure_ratio, res.percentile(95), res.achieved_rate)
-                history.append(step)
-                row = {
-                    "rate": rate, "achieved": round(res.achieved_rate, 1), "successful": res.successful,
-                    "failed": res.failed, "failure_ratio": round(res.failure_ratio, 5),
-                    "p50_ms": res.percentile(50), "p95_ms": res.percentile(95),
-                    "retransmissions": res.retransmissions, "switch_cpu": round(cpu, 2),
-                    "udp_rcvbuf_errors": _udp_rcvbuf_errors() - err0,
-                    "passed": step.passes(criteria),
-                }
-                rows.append(row)
-                print(_row_md(row), flush=True)
-                if proc.poll() is not None:
-                    print("the switch exited during the run", file=sys.stderr)
-                    break
-        finally:
-            if uas is not None:
-                uas.kill()
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            log.close()
-    best = best_rate(history, criteria)
+    results: dict[str, dict] = {}
+    for target_name in ["centralino", *args.peer]:
+        print(f"\n## {target_name}", flush=True)
+        with tempfile.TemporaryDirectory(prefix="centralino-bench-") as tmp:
+            results[target_name] = _measure(target_name, Path(tmp), args, criteria)
     report = {
         "scenario": args.scenario,
         "command": "centralino bench " + " ".join(sys.argv[2:]),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "system": platform.platform()},
         "criteria": asdict(criteria),
-        "steps": rows,
-        "best": asdict(best) if best else None,
+        "targets": results,
     }
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (out_dir / f"{args.scenario}-{stamp}.json").write_text(json.dumps(report, indent=2))
@@ -167,7 +144,56 @@ def main(args: argparse.Namespace) -> int:
     (out_dir / f"{args.scenario}-{stamp}.md").write_text(md)
     print()
     print(md)
-    return 0 if best else 1
+    return 0 if results["centralino"]["best"] else 1
+
+
+def _measure(name: str, work: Path, args: argparse.Namespace, criteria: Criteria) -> dict:
+    """Start one target, step the rate against it, stop it."""
+    users = [(f"b{i:05d}", f"pw{i}") for i in range(args.users)]
+    inf = write_users_csv(work / "users.csv", users, "bench.local")
+    if name == "centralino":
+        sip_port, api_port = _free_port(2), _free_port(1)
+        plan = bench_plan(work, sip_port, api_port, users)
+        register = (lambda: _answering_uas(work, sip_port, users[0])) if args.scenario == "calls" else None
+        target = peers.start_centralino(work, plan, api_port, sip_port, register)
+    elif name == "kamailio":
+        target = peers.start_kamailio(work)
+    else:
+        target = peers.start_sippy(work)
+    history: list[Step] = []
+    rows = []
+    try:
+        while (rate := next_rate(history, criteria, start=args.start, factor=args.factor,
+                                 max_rate=args.max_rate)) is not None:
+            cpu0, err0, t0 = _cpu_seconds(target.proc.pid), _udp_rcvbuf_errors(), time.monotonic()
+            if args.scenario == "calls":
+                res = run_sipp("uac_cps.xml", f"127.0.0.1:{target.sip_port}", rate=rate,
+                               count=int(rate * args.duration), transport=args.transport, local_ip="127.0.0.10",
+                               extra=["-s", "answer", "-l", str(int(rate * 4) + 10), "-mp", str(_free_port(2))])
+            else:
+                res = run_sipp("register_digest.xml", f"127.0.0.1:{target.sip_port}", rate=rate,
+                               count=int(rate * args.duration), inf=inf, transport=args.transport)
+            wall = time.monotonic() - t0
+            cpu = (_cpu_seconds(target.proc.pid) - cpu0) / wall if wall > 0 else 0.0
+            step = Step(rate, res.failure_ratio, res.percentile(95), res.achieved_rate)
+            history.append(step)
+            row = {
+                "rate": rate, "achieved": round(res.achieved_rate, 1), "successful": res.successful,
+                "failed": res.failed, "failure_ratio": round(res.failure_ratio, 5),
+                "p50_ms": res.percentile(50), "p95_ms": res.percentile(95),
+                "retransmissions": res.retransmissions, "switch_cpu": round(cpu, 2),
+                "udp_rcvbuf_errors": _udp_rcvbuf_errors() - err0,
+                "passed": step.passes(criteria),
+            }
+            rows.append(row)
+            print(_row_md(row), flush=True)
+            if target.proc.poll() is not None:
+                print(f"{name} exited during the run", file=sys.stderr)
+                break
+    finally:
+        target.stop()
+    best = best_rate(history, criteria)
+    return {"steps": rows, "best": asdict(best) if best else None}
 
 
 def _answering_uas(work: Path, sip_port: int, user: tuple[str, str]) -> subprocess.Popen:
@@ -204,22 +230,7 @@ def _answering_uas(work: Path, sip_port: int, user: tuple[str, str]) -> subproce
     return uas
 
 
-def _wait_ready(api_port: int, proc: subprocess.Popen) -> None:
-    from ..api.server import call_api
-
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("the switch did not start")
-        try:
-            if call_api(f"127.0.0.1:{api_port}", "GET", "/status", timeout=1)[0] == 200:
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("the switch did not answer")
-
-
-HEADER = ("| offered/s | achieved/s | failed | p50 ms | p95 ms | retrans | switch CPU | UDP rcvbuf errors | pass |\n"
+HEADER = ("| offered/s | achieved/s | failed | p50 ms | p95 ms | retrans | CPU (all processes) | UDP rcvbuf errors | pass |\n"
           "|---:|---:|---:|---:|---:|---:|---:|---:|:--:|")
 
 
@@ -231,14 +242,18 @@ def _row_md(r: dict) -> str:
 
 def _markdown(report: dict) -> str:
     lines = [f"### {report['scenario']}: `{report['command']}` ({report['when']}, "
-             f"{report['machine']['cpus']} CPUs, Python {report['machine']['python']})", "", HEADER]
-    lines += [_row_md(r) for r in report["steps"]]
-    best = report["best"]
+             f"{report['machine']['cpus']} CPUs, Python {report['machine']['python']})", ""]
+    crit = report["criteria"]
+    summary = []
+    for name, result in report["targets"].items():
+        lines += [f"**{name}**", "", HEADER, *(_row_md(r) for r in result["steps"]), ""]
+        best = result["best"]
+        summary.append((name, best["achieved_rate"] if best else 0.0))
+    lines.append(f"Highest rate with < {crit['max_failure_ratio'] * 100:g}% failures and p95 ≤ {crit['max_p95_ms']:g} ms:")
     lines.append("")
-    if best:
-        lines.append(f"Highest rate with < {report['criteria']['max_failure_ratio'] * 100:g}% failures and "
-                     f"p95 ≤ {report['criteria']['max_p95_ms']:g} ms: **{best['achieved_rate']:.0f}/s** "
-                     f"(offered {best['rate']:.0f}/s).")
-    else:
-        lines.append("No step passed.")
+    reference = dict(summary).get("kamailio")
+    lines += ["| target | per second | vs Kamailio |", "|---|---:|---:|"]
+    for name, rate in summary:
+        ratio = f"{rate / reference:.2f}x" if reference else "-"
+        lines.append(f"| {name} | {rate:.0f} | {ratio} |")
     return "\n".join(lines) + "\n"
