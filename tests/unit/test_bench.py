@@ -66,3 +66,27 @@ def test_result_figures():
 def test_users_file(tmp_path):
     path = write_users_csv(tmp_path / "u.csv", [("1001", "pw")], "example.com")
     assert path.read_text() == "SEQUENTIAL\n1001;[authentication username=1001 password=pw];example.com;\n"
+
+
+def test_report_ratios_against_kamailio():
+    from centralino.bench.runner import _markdown
+
+    row = {"rate": 100, "achieved": 100, "successful": 600, "failed": 0, "failure_ratio": 0.0, "p50_ms": 0.0,
+           "p95_ms": 4.0, "retransmissions": 0, "switch_cpu": 0.5, "udp_rcvbuf_errors": 0, "passed": True}
+    best = {"rate": 100.0, "failure_ratio": 0.0, "p95_ms": 4.0}
+    report = {"scenario": "calls", "command": "centralino bench calls", "when": "now",
+              "machine": {"cpus": 2, "python": "3.11"}, "criteria": {"max_failure_ratio": 0.001, "max_p95_ms": 200},
+              "targets": {"centralino": {"steps": [row], "best": {**best, "achieved_rate": 500.0}},
+                          "kamailio": {"steps": [row], "best": {**best, "achieved_rate": 1000.0}},
+                          "sippy": {"steps": [row], "best": None}}}
+    md = _markdown(report)
+    assert "| centralino | 500 | 0.50x |" in md and "| kamailio | 1000 | 1.00x |" in md
+    assert "| sippy | 0 | 0.00x |" in md
+
+
+def test_peer_install_hints(monkeypatch):
+    from centralino.bench import peers
+
+    monkeypatch.setattr(peers.shutil, "which", lambda name: None)
+    assert peers.missing("kamailio") == "Kamailio is not installed: apt-get install kamailio"
+    assert "pip install" in peers.missing("sippy")
