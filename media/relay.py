@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .dtmf import DtmfReceiver
 from .rtp import ReceiveStats, peek_header
 
 log = logging.getLogger("centralino.media")
@@ -62,6 +63,8 @@ class Endpoint:
         self.learned: Address | None = None
         self.learned_rtcp: Address | None = None
         self.stats = ReceiveStats()
+        self.dtmf_pt: int | None = None  # the telephone-event payload type of this side's SDP
+        self.dtmf = DtmfReceiver()
         self.rx = self.tx = self.rx_rtcp = self.tx_rtcp = 0
         self.dropped_source = 0
         self.last_rx = time.monotonic()
@@ -84,6 +87,11 @@ class Endpoint:
         head = peek_header(data)
         if head is not None:
             self.stats.update(head[1], head[2], now)
+            if head[0] == self.dtmf_pt:
+                digit = self.dtmf.feed(head[2], data[12 + 4 * (data[0] & 0x0F):])
+                if digit is not None:
+                    self.engine.emit({"event": "dtmf", "endpoint": self.id, "call": self.call,
+                                      "digit": digit[0], "duration_ms": digit[1]})
         peer = self.peer
         if peer is not None and peer.rtp is not None and peer.rtp.transport is not None:
             dest = peer.learned or peer.expected
@@ -179,6 +187,8 @@ class MediaEngine:
                         ep.learned = ep.learned_rtcp = None
                     ep.expected = new
                     ep.expected_rtcp = (cmd["ip"], int(cmd.get("rtcp_port") or int(cmd["port"]) + 1))
+                if cmd.get("dtmf_pt") is not None:
+                    ep.dtmf_pt = int(cmd["dtmf_pt"])
                 return {"ok": True}
             if op == "bridge":
                 a, b = self.endpoints[cmd["a"]], self.endpoints[cmd["b"]]

@@ -43,6 +43,7 @@ from .call import (
 from .events import (
     CallAnswered,
     CallDisconnected,
+    CallDtmf,
     CallEarlyMedia,
     CallEvent,
     CallFailed,
@@ -346,9 +347,7 @@ class B2BUA(InDialogMixin, TransferMixin):
         new, target = anchor(body, self.media_ip(call.a_flow), call.media.a["port"],
                              session_id=str(abs(hash(call.id)) % 10**9))
         if target is not None:
-            self.core.spawn(call.media.worker.request({
-                "cmd": "endpoint.update", "endpoint": call.media.b["endpoint"],
-                "ip": target.ip, "port": target.port, "rtcp_port": target.rtcp_port}))
+            self.core.spawn(self._point(call, "b", target))
         return new
 
     def _fork_answered(self, fork: Fork, resp: Response) -> None:
@@ -611,12 +610,16 @@ class B2BUA(InDialogMixin, TransferMixin):
         await worker.request({"cmd": "bridge", "a": a["endpoint"], "b": b["endpoint"]})
         call.media = Media(worker, a, b)
         self.by_endpoint_call[call.id] = call
-        target = audio_target_of(call.inc.request.body)
-        if target is not None:
-            await worker.request({"cmd": "endpoint.update", "endpoint": a["endpoint"], "ip": target.ip,
-                                  "port": target.port, "rtcp_port": target.rtcp_port})
+        await self._point(call, "a", audio_target_of(call.inc.request.body))
 
     def on_media_event(self, event: dict[str, Any]) -> None:
+        if event.get("event") == "dtmf":
+            call = self.by_endpoint_call.get(str(event.get("call")))
+            if call is not None and call.media is not None:
+                side = "caller" if event.get("endpoint") == call.media.a["endpoint"] else "callee"
+                self._emit(CallDtmf(call.id, digit=str(event["digit"]), side=side,
+                                    duration_ms=int(event.get("duration_ms", 0))))
+            return
         if event.get("event") == "rtp.timeout":
             call = self.by_endpoint_call.get(str(event.get("call")))
             if call is not None and call.state is CallState.ANSWERED:

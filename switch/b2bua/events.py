@@ -57,3 +57,12 @@ class CallDisconnected(CallEvent):
 class CallFailed(CallEvent):
     status: int
     cause: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallDtmf(CallEvent):
+    """A digit pressed on either side (RFC 4733 telephone-event, reported when it ends)."""
+
+    digit: str
+    side: str  # "caller" or "callee"
+    duration_ms: int

@@ -97,7 +97,8 @@ class InDialogMixin:
             return
         ep = getattr(call.media, side)
         await call.media.worker.request({"cmd": "endpoint.update", "endpoint": ep["endpoint"],
-                                         "ip": target.ip, "port": target.port, "rtcp_port": target.rtcp_port})
+                                         "ip": target.ip, "port": target.port, "rtcp_port": target.rtcp_port,
+                                         "dtmf_pt": target.dtmf_pt})
 
     # -- session timers (RFC 4028) ---------------------------------------------------------------
     def _caller_session_timer(self, call: Call) -> list[tuple[str, str]]:

@@ -27,6 +27,7 @@ class MediaTarget:
     rtcp_port: int
     formats: tuple[str, ...]
     direction: str
+    dtmf_pt: int | None = None  # telephone-event payload type, if offered
 
 
 def audio_target(sdp: SessionDescription) -> MediaTarget | None:
@@ -40,7 +41,8 @@ def audio_target(sdp: SessionDescription) -> MediaTarget | None:
                 first = value.split()[0]
                 if first.isdigit():
                     rtcp = int(first)
-            return MediaTarget(conn.address, m.port, rtcp, tuple(m.formats), sdp.media_direction(i))
+            dtmf = next((pt for pt, r in m.rtpmaps.items() if r.encoding.lower() == "telephone-event"), None)
+            return MediaTarget(conn.address, m.port, rtcp, tuple(m.formats), sdp.media_direction(i), dtmf)
     return None
 
 

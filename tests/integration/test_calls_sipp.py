@@ -106,3 +106,19 @@ def test_extension_dials_out_through_challenging_provider(sw, tmp_path, scenario
     assert provider.wait(10) == 0, "the provider saw a correct digest, the call and the BYE"
     row = wait_for(lambda: rows(sw), 3)[0]
     assert row["destination"] == "trunk:sippy:5551234" and row["disposition"] == "ANSWERED"
+
+
+def test_rfc2833_digits_from_sipp_pcaps_reach_the_control_process(sw, tmp_path):
+    from centralino.switch.b2bua.events import CallDtmf
+
+    events = []
+    sw.call(lambda: sw.switch.b2bua.listeners.append(events.append))
+    uas = answering_phone(sw, 1, tmp_path)
+    target = "{}:{}".format(*sw.address("udp"))
+    res = run_sipp("uac_dtmf.xml", target, rate=1, count=1,
+                   extra=["-s", "1002", "-au", "1001", "-ap", "pw1001", "-key", "caller", "1001", "-mp", str(free_port())])
+    assert res.successful == 1, res.errors
+    uas.wait(10)
+    digits = [e for e in events if isinstance(e, CallDtmf)]
+    assert [d.digit for d in digits] == ["1", "5", "9", "0"]
+    assert all(d.side == "caller" and d.duration_ms == 280 for d in digits)
