@@ -13,6 +13,7 @@ import asyncio
 import itertools
 import logging
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Callable
@@ -51,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--index", type=int, default=0)
     args = p.parse_args(argv)
     low, high = (int(x) for x in args.ports.split("-"))
+    # A SIGTERM to the whole process group (systemd, timeout) must not cut the media of calls the
+    # control process is still draining: a worker ends when the control socket closes.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         import uvloop
 
