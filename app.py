@@ -52,6 +52,7 @@ class Switch:
         self.passwords: dict[str, str] = {}
         self.generated: dict[str, str] = {}
         self.started_at = time.time()
+        self.plan_loaded_at = self.started_at
         self.db: Database | None = None
         self.core: SipCore | None = None
         self.transports: TransportManager | None = None
@@ -267,6 +268,7 @@ class Switch:
         return {
             "version": self._version(),
             "plan": self.loaded.source,
+            "plan_loaded_at": self.plan_loaded_at,
             "uptime": round(now - self.started_at, 1),
             "listening": [f"{t}:{h}:{p}" for t, (h, p) in self.transports.listening],
             "registrations": regs,
@@ -293,6 +295,7 @@ class Switch:
             return [str(e) for e in exc.errors]
         old = self.loaded
         self.loaded = new
+        self.plan_loaded_at = time.time()
         plan = new.plan
         await self._resolve_passwords()
         sec = plan.server.security

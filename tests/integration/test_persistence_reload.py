@@ -79,8 +79,11 @@ def test_reload_valid_and_invalid_plans(tmp_path):
         assert c.register_with_auth("2000", "pw0").status == 200
         # a new extension through SIGHUP; the registration stays
         plan = write_plan(tmp_path, sip_port, api_port, users=[*users, ("2999", "newpw")])
+        loaded = status(plan)["plan_loaded_at"]
         os.kill(proc.pid, signal.SIGHUP)
-        assert wait_for(lambda: SipClient(("127.0.0.1", sip_port)).register_with_auth("2999", "newpw").status == 200, 5)
+        # (registering before the reload lands would count as failed logins, and get us banned)
+        assert wait_for(lambda: status(plan)["plan_loaded_at"] > loaded, 10)
+        assert SipClient(("127.0.0.1", sip_port)).register_with_auth("2999", "newpw").status == 200
         assert {r["aor"] for r in status(plan)["registrations"]} == {"2000", "2999"}
         # an invalid plan is refused with file:line: path, and the old one stays in force
         good_text = plan.read_text()
