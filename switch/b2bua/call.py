@@ -98,6 +98,8 @@ class Fork:
     started: float = field(default_factory=time.time)
     answered_at: float | None = None
     timer: SessionTimer | None = None
+    awaiting_answer: bool = False  # late offer: our ACK waits for the caller's answer
+    late_ack: Any = None  # that ACK once sent (re-sent on a retransmitted 2xx)
     transfer_of: Fork | None = None  # set on the new leg of a transfer: the transferor's leg
     refer: Any = None  # the transferor's REFER, for its NOTIFYs
 

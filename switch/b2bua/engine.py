@@ -129,9 +129,6 @@ class B2BUA(InDialogMixin, TransferMixin):
         min_se = plan.server.sip.min_se
         if se is not None and se[0] < min_se:
             return self.core.make_response(inc, 422, headers=[("Min-SE", str(min_se))])
-        if not req.body:
-            return self.core.make_response(inc, 488, "Late offer not supported",
-                                           headers=[("Warning", '399 centralino "INVITE without SDP"')])
         called_raw = unescape(req.uri.user or "") if isinstance(req.uri, URI) else ""
         called = normalise(called_raw, plan.trunks.get(source)) if trunk else called_raw
         decision = Router(plan).route(CallContext(to=called, caller=caller, source=source))
@@ -238,7 +235,8 @@ class B2BUA(InDialogMixin, TransferMixin):
         assert call.media is not None
         ip = self.media_ip(flow)
         offer = call.caller_sdp or inc.request.body
-        body, _ = anchor(offer, ip, call.media.b["port"], session_id=str(abs(hash(call.id)) % 10**9))
+        # late offer (INVITE without SDP): the callee's 200 will carry the offer, the ACKs the answer
+        body = anchor(offer, ip, call.media.b["port"], session_id=str(abs(hash(call.id)) % 10**9))[0] if offer else b""
         mf = inc.request.max_forwards
         if trunk is not None:
             t = plan.trunks[trunk]
@@ -258,7 +256,7 @@ class B2BUA(InDialogMixin, TransferMixin):
             ("Contact", self.core.contact_for(flow)),
             ("Allow", self.core.allow),
             ("User-Agent", self.core.user_agent),
-            ("Content-Type", "application/sdp"),
+            *([("Content-Type", "application/sdp")] if body else []),
             ("Supported", "timer, replaces"),
         ]
         sip_cfg = plan.server.sip
@@ -331,7 +329,7 @@ class B2BUA(InDialogMixin, TransferMixin):
         assert call.media is not None
         body = b""
         headers: list[tuple[str, str]] = [("Contact", self.core.contact_for(call.a_flow))]
-        if resp.body and resp.status == 183:
+        if resp.body and resp.status == 183 and call.inc.request.body:
             body = self._answer_to_caller(call, fork, resp.body)
             headers.append(("Content-Type", "application/sdp"))
         elif resp.status == 183:
@@ -358,11 +356,18 @@ class B2BUA(InDialogMixin, TransferMixin):
             log.info("call %s: 2xx without Contact or tag from %s", call.id, fork.destination)
             return
         if fork.dialog is not None and fork.dialog.remote_tag == dialog.remote_tag:
-            self._send_ack(fork)  # a retransmitted 2xx: ACK again
+            if fork.late_ack is not None:
+                self.core.send_stateless(fork.late_ack, fork.flow)  # a retransmitted 2xx: ACK again
+            elif not fork.awaiting_answer:
+                self._send_ack(fork)
             return
         fork.dialog = dialog
         fork.status = resp.status
-        self._send_ack(fork)
+        late_offer = not call.inc.request.body and bool(resp.body)
+        if late_offer and call.state is CallState.RINGING and call.answered is None:
+            fork.awaiting_answer = True  # its ACK carries the caller's answer: sent from on_ack
+        else:
+            self._send_ack(fork)
         if call.state is not CallState.RINGING or call.answered is not None:
             # another fork won, or the caller gave up: this one is hung up at once
             fork.state = ForkState.DONE
@@ -524,7 +529,29 @@ class B2BUA(InDialogMixin, TransferMixin):
         return self.core.make_response(inc, 200)
 
     async def on_ack(self, inc: IncomingRequest) -> None:
-        # the caller's ACK for our 2xx: the transaction layer stopped retransmitting already
+        """The caller's ACK for our 2xx (the transaction layer stopped retransmitting already).
+        With a late offer it carries the caller's answer, which the callee gets in our ACK."""
+        found = self._find(inc.request)
+        if found is None or found[1] is not None:
+            return None
+        call = found[0]
+        fork = call.answered
+        if fork is None or not fork.awaiting_answer or fork.dialog is None or call.media is None:
+            return None
+        fork.awaiting_answer = False
+        ack = fork.dialog.create_request("ACK", self.core.via_for(fork.flow))
+        ack.set_header("CSeq", f"{fork.request.cseq.seq} ACK")
+        answer = inc.request.body
+        if answer:
+            call.caller_sdp = answer
+            body, target = anchor(answer, self.media_ip(fork.flow), call.media.b["port"],
+                                  session_id=str(abs(hash(call.id)) % 10**9))
+            await self._point(call, "a", target)
+            ack = fork.dialog.create_request("ACK", self.core.via_for(fork.flow), body=body,
+                                             extra=[("Content-Type", "application/sdp")])
+            ack.set_header("CSeq", f"{fork.request.cseq.seq} ACK")
+        fork.late_ack = ack
+        self.core.send_stateless(ack, fork.flow)
         return None
 
     # -- hanging up --------------------------------------------------------------------------------------

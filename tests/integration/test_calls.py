@@ -396,3 +396,42 @@ def test_rtp_inactivity_timeout_ends_the_call(tmp_path):
         row = wait_for(lambda: cdr(s), 3)[0]
         assert row["hangup_by"] == "rtp-timeout" and row["disposition"] == "ANSWERED"
         bob.stop()
+
+
+def test_late_offer_invite_without_sdp(sw):
+    """INVITE without SDP: the callee's 200 carries the offer (pointed at the worker for the
+    caller), the caller's ACK the answer (pointed at the worker for the callee)."""
+    from centralino.switch.sip.message import Request
+
+    bob = Phone(sw.address("udp"), "1002", "pw1002").start()
+    alice = Caller(sw.address("udp"), "1001", "pw1001")
+    plain = alice.invite
+
+    def no_sdp(to, **kw):
+        req = plain(to, **kw)
+        req.body = b""
+        req.remove_header("Content-Type")
+        return req
+
+    alice.invite = no_sdp
+    resp = alice.call("1002")
+    assert resp.status == 200 and bob.invite.body == b""
+    offer = parse_sdp(resp.body)
+    assert offer.connection.address == "127.0.0.1" and 34000 <= offer.media[0].port <= 34999
+    assert not any(m.method == "ACK" for m in bob.received), "no ACK to Bob before Alice answers"
+    answer = SDP_ANSWER.format(port=alice.local[1] + 1).encode()
+    ack_headers = [("Via", f"SIP/2.0/UDP {alice.local[0]}:{alice.local[1]};branch=z9hG4bKlateack;rport"),
+                   ("Max-Forwards", "70"), ("From", alice.last_invite.header("From")), ("To", resp.header("To")),
+                   ("Call-ID", alice.call_id), ("CSeq", f"{alice.last_invite.cseq.seq} ACK"),
+                   ("Content-Type", "application/sdp")]
+    alice.send(Request("ACK", alice.last_invite.uri, ack_headers, answer).serialize())
+    acks = wait_for(lambda: [m for m in bob.received if m.method == "ACK" and m.body], 3)
+    assert acks, "Bob's ACK carries the answer"
+    relayed = parse_sdp(acks[0].body)
+    assert relayed.connection.address == "127.0.0.1" and 34000 <= relayed.media[0].port <= 34999
+    assert relayed.media[0].port != alice.local[1] + 1
+    bob.stop()
+
+
+SDP_ANSWER = ("v=0\r\no=alice 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+              "m=audio {port} RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n")
