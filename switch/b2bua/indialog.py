@@ -11,7 +11,7 @@ from ..core import IncomingRequest
 from ..sip.errors import RemoteProtocolError
 from ..sip.message import Response
 from .call import Call, CallState, Fork, SessionTimer
-from .events import CallUpdated
+from .events import CallDtmf, CallUpdated
 from .sdp_anchor import anchor
 
 log = logging.getLogger("centralino.b2bua")
@@ -47,6 +47,11 @@ class InDialogMixin:
         if to_dialog is None or call.media is None or call.state is not CallState.ANSWERED:
             return self.core.make_response(inc, 491 if call.state is CallState.RINGING else 481)
         from_side, to_side = ("a", "b") if fork is None else ("b", "a")
+        if req.method == "INFO":
+            digit = dtmf_from_info(req)
+            if digit is not None:
+                self._emit(CallDtmf(call.id, digit=digit[0], side="caller" if fork is None else "callee",
+                                    duration_ms=digit[1]))
         body = req.body
         is_sdp = req.content_type is not None and req.content_type.mime == "application/sdp"
         if body and is_sdp and fork is None:
@@ -150,6 +155,28 @@ class InDialogMixin:
             return
         self._arm_timer(call, fork)
 
+
+
+def dtmf_from_info(req: Any) -> tuple[str, int] | None:
+    """(digit, duration ms) from an INFO body: application/dtmf-relay ("Signal=5\r\nDuration=160")
+    or application/dtmf ("5")."""
+    ctype = req.content_type
+    if ctype is None or not req.body:
+        return None
+    text = req.body.decode("utf-8", "replace").strip()
+    if ctype.mime == "application/dtmf-relay":
+        fields = {}
+        for line in text.splitlines():
+            key, _, value = line.partition("=")
+            fields[key.strip().lower()] = value.strip()
+        digit, duration = fields.get("signal", ""), fields.get("duration", "0")
+    elif ctype.mime == "application/dtmf":
+        digit, duration = text, "0"
+    else:
+        return None
+    if len(digit) != 1 or digit.upper() not in "0123456789*#ABCD":
+        return None
+    return digit.upper(), int(duration) if duration.isdigit() else 0
 
 
 def _session_expires(msg: Any) -> tuple[int, str | None] | None:

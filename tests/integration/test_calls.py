@@ -183,8 +183,12 @@ def test_hold_and_unhold_reinvite_is_relayed(sw):
         assert parse_sdp(relayed.body).connection.address == "127.0.0.1"  # Bob sees the worker, not Alice
     info = d.create_request("INFO", via + "info", body=b"Signal=5\r\nDuration=160\r\n",
                             extra=[("Content-Type", "application/dtmf-relay")])
+    events = []
+    sw.call(lambda: sw.switch.b2bua.listeners.append(events.append))
     assert alice.transact(info).status == 200
     assert wait_for(lambda: any(m.method == "INFO" and b"Signal=5" in m.body for m in bob.received), 3)
+    from centralino.switch.b2bua.events import CallDtmf
+    assert [(e.digit, e.side, e.duration_ms) for e in events if isinstance(e, CallDtmf)] == [("5", "caller", 160)]
     bob.stop()
 
 

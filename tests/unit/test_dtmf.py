@@ -16,3 +16,17 @@ def test_receiver_reports_each_digit_once_at_its_end():
     assert rx.feed(1000, end) is None and rx.feed(1000, end) is None  # redundant end packets
     assert rx.feed(2600, TelephoneEvent(5, True, 10, 800).serialize()) == ("5", 100)  # pressed again
     assert rx.feed(3000, b"\x01") is None
+
+
+def test_sip_info_bodies():
+    from centralino.switch.b2bua.indialog import dtmf_from_info
+    from centralino.switch.sip.message import Request
+    from centralino.switch.sip.uri import parse_uri
+
+    def info(ctype, body):
+        return Request("INFO", parse_uri("sip:a@b"), [("Content-Type", ctype)], body)
+
+    assert dtmf_from_info(info("application/dtmf-relay", b"Signal=#\r\nDuration=250\r\n")) == ("#", 250)
+    assert dtmf_from_info(info("application/dtmf", b"7")) == ("7", 0)
+    assert dtmf_from_info(info("application/dtmf-relay", b"Signal=hello")) is None
+    assert dtmf_from_info(info("text/plain", b"5")) is None

@@ -4,7 +4,6 @@ and round trips."""
 from __future__ import annotations
 
 import numpy as np
-
 from centralino.media.codecs.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 
 
