@@ -83,6 +83,7 @@ class RtpConfig(Strict):
     workers: int | Literal["auto"] = "auto"  # processes; 0 = media in the control process
     address: str = "auto"  # where RTP sockets bind; auto = the host of the first SIP listener
     timeout: float = Field(60.0, ge=0)  # seconds without RTP before an answered call is ended
+    inband_dtmf: bool = True  # detect DTMF tones in the audio of sides without telephone-event
 
     @property
     def port_range(self) -> tuple[int, int]:

@@ -16,8 +16,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
+from .codecs.g711 import ALAW_TO_PCM, ULAW_TO_PCM
 from .dtmf import DtmfReceiver
+from .dtmf_inband import InbandDetector
+from .jitter import FrameKind, JitterBuffer
 from .rtp import ReceiveStats, peek_header
+
+TICK = 0.02  # the worker's 20 ms tick for everything it listens to
+SILENT_FRAME = bytes([0xD5]) * 160  # A-law zero
 
 log = logging.getLogger("centralino.media")
 
@@ -65,6 +73,7 @@ class Endpoint:
         self.stats = ReceiveStats()
         self.dtmf_pt: int | None = None  # the telephone-event payload type of this side's SDP
         self.dtmf = DtmfReceiver()
+        self.jitter: JitterBuffer | None = None  # set while the worker listens to this side
         self.rx = self.tx = self.rx_rtcp = self.tx_rtcp = 0
         self.dropped_source = 0
         self.last_rx = time.monotonic()
@@ -87,6 +96,9 @@ class Endpoint:
         head = peek_header(data)
         if head is not None:
             self.stats.update(head[1], head[2], now)
+            if self.jitter is not None and head[0] in (0, 8) and len(data) == 172:
+                # what the worker listens to (in-band DTMF): payload type in the first byte
+                self.jitter.put(head[1], head[2], bytes((head[0],)) + data[12:], now)
             if head[0] == self.dtmf_pt:
                 digit = self.dtmf.feed(head[2], data[12 + 4 * (data[0] & 0x0F):])
                 if digit is not None:
@@ -170,6 +182,9 @@ class MediaEngine:
         self._ids = itertools.count(1)
         self._next_port = self.port_low
         self.emit: EventSink = emit or (lambda e: None)
+        self._listening: list[Endpoint] = []
+        self._detector = InbandDetector(0)
+        self._tick: asyncio.TimerHandle | None = None
         self.totals = {"created": 0, "dropped_source": 0, "rx": 0, "tx": 0, "lost": 0}
 
     async def handle(self, cmd: dict[str, Any]) -> dict[str, Any]:
@@ -198,6 +213,13 @@ class MediaEngine:
                 for ident in cmd["endpoints"]:
                     self.endpoints[ident].arm_timeout(float(cmd["seconds"]))
                 return {"ok": True}
+            if op == "detect":
+                ep = self.endpoints[cmd["endpoint"]]
+                if cmd.get("inband_dtmf", True):
+                    self._listen(ep)
+                else:
+                    self._unlisten(ep)
+                return {"ok": True}
             if op == "endpoint.stats":
                 return {"ok": True, **self.endpoints[cmd["endpoint"]].snapshot()}
             if op == "endpoint.destroy":
@@ -223,7 +245,44 @@ class MediaEngine:
         except OSError as exc:
             return {"ok": False, "error": str(exc)}
 
+    # -- the 20 ms tick: decode what we listen to, detect in-band DTMF, all channels at once -------
+    def _listen(self, ep: Endpoint) -> None:
+        if ep.jitter is None:
+            ep.jitter = JitterBuffer()
+            self._listening.append(ep)
+            self._detector.resize(len(self._listening))
+        if self._tick is None:
+            loop = asyncio.get_running_loop()
+            self._tick = loop.call_at(loop.time() + TICK, self._on_tick, loop.time() + TICK)
+
+    def _unlisten(self, ep: Endpoint) -> None:
+        if ep.jitter is not None:
+            ep.jitter = None
+            self._listening.remove(ep)
+            self._detector.resize(len(self._listening))
+
+    def _on_tick(self, due: float) -> None:
+        loop = asyncio.get_running_loop()
+        if not self._listening:
+            self._tick = None
+            return
+        now = time.monotonic()
+        rows = []
+        for ep in self._listening:
+            frame = ep.jitter.get(now) if ep.jitter is not None else None
+            rows.append(frame.payload if frame is not None and frame.kind is FrameKind.AUDIO else b"\x08" + SILENT_FRAME)
+        raw = np.frombuffer(b"".join(rows), dtype=np.uint8).reshape(len(rows), 161)
+        ulaw = raw[:, 0] == 0
+        pcm = np.where(ulaw[:, None], ULAW_TO_PCM[raw[:, 1:]], ALAW_TO_PCM[raw[:, 1:]])
+        for channel, digit in self._detector.feed(pcm):
+            ep = self._listening[channel]
+            self.emit({"event": "dtmf", "endpoint": ep.id, "call": ep.call, "digit": digit,
+                       "duration_ms": 0, "method": "inband"})
+        nxt = due + TICK  # a steady cadence, not drifting with the callback's own delay
+        self._tick = loop.call_at(max(nxt, loop.time()), self._on_tick, nxt)
+
     def _retire(self, ep: Endpoint) -> None:
+        self._unlisten(ep)
         for key, value in (("rx", ep.rx), ("tx", ep.tx), ("lost", ep.stats.lost), ("dropped_source", ep.dropped_source)):
             self.totals[key] += value
         if ep.peer is not None and ep.peer.peer is ep:
@@ -257,6 +316,9 @@ class MediaEngine:
         raise OSError("no free RTP port in the worker's range")
 
     def close(self) -> None:
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
         for ep in list(self.endpoints.values()):
             ep.close()
         self.endpoints.clear()

@@ -104,6 +104,9 @@ class InDialogMixin:
         await call.media.worker.request({"cmd": "endpoint.update", "endpoint": ep["endpoint"],
                                          "ip": target.ip, "port": target.port, "rtcp_port": target.rtcp_port,
                                          "dtmf_pt": target.dtmf_pt})
+        # a side that offers no telephone-event sends its keys as tones: listen for them
+        inband = target.dtmf_pt is None and self.plan_of().server.rtp.inband_dtmf
+        await call.media.worker.request({"cmd": "detect", "endpoint": ep["endpoint"], "inband_dtmf": inband})
 
     # -- session timers (RFC 4028) ---------------------------------------------------------------
     def _caller_session_timer(self, call: Call) -> list[tuple[str, str]]:

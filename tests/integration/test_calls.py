@@ -439,3 +439,41 @@ def test_late_offer_invite_without_sdp(sw):
 
 SDP_ANSWER = ("v=0\r\no=alice 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
               "m=audio {port} RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n")
+
+
+def test_inband_dtmf_from_a_phone_without_telephone_events(sw):
+    import socket as _socket
+
+    import numpy as np
+    from centralino.media.codecs.g711 import ulaw_encode
+    from centralino.media.rtp import RtpPacket
+    from centralino.switch.b2bua.events import CallDtmf
+
+    events = []
+    sw.call(lambda: sw.switch.b2bua.listeners.append(events.append))
+    bob = Phone(sw.address("udp"), "1002", "pw1002").start()
+    alice = Caller(sw.address("udp"), "1001", "pw1001")
+    plain = alice.invite
+
+    def pcmu_only(to, **kw):
+        req = plain(to, **kw)
+        req.body = req.body.replace(b"RTP/AVP 0 8 101", b"RTP/AVP 0").replace(
+            b"a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n", b"")
+        return req
+
+    alice.invite = pcmu_only
+    resp = alice.call("1002")
+    alice._ack(alice.last_invite, resp)
+    port = parse_sdp(resp.body).media[0].port
+    t = np.arange(960) / 8000
+    key9 = (6000 * np.sin(2 * np.pi * 852 * t) + 6000 * np.sin(2 * np.pi * 1477 * t)).astype(np.int16)
+    audio = np.concatenate([key9, np.zeros(1600, dtype=np.int16)])
+    rtp = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    rtp.bind(("127.0.0.1", alice.local[1] + 1))  # the port Alice's SDP declared
+    for n in range(len(audio) // 160):
+        rtp.sendto(RtpPacket(0, n, n * 160, 7, ulaw_encode(audio[n * 160:(n + 1) * 160]).tobytes()).serialize(),
+                   ("127.0.0.1", port))
+        time.sleep(0.02)
+    digits = wait_for(lambda: [e for e in events if isinstance(e, CallDtmf)], 2)
+    assert [(d.digit, d.side) for d in digits] == [("9", "caller")]
+    bob.stop()

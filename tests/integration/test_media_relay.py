@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import numpy as np
 import pytest
 from centralino.media.rtp import RtpPacket
 from centralino.media.worker import MediaPool
@@ -89,3 +90,53 @@ def test_inactivity_timeout_event():
         finally:
             await pool.close()
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_inband_dtmf_in_the_audio_is_detected_by_the_worker(workers, tmp_path):
+    """A phone without telephone-events sends the keys as tones in its A-law audio: the worker's
+    20 ms tick decodes and detects them (sox-generated tones)."""
+    import subprocess
+    import wave
+
+    from centralino.media.codecs.g711 import alaw_encode
+    from centralino.media.dtmf_inband import HIGH, KEYS, LOW
+    from helpers import need_tool
+
+    sox = need_tool("sox")
+    pcm = []
+    for key in "47#":
+        r = next(i for i, row in enumerate(KEYS) if key in row)
+        out = tmp_path / f"{ord(key)}.wav"
+        subprocess.run([sox, "-n", "-r", "8000", "-b", "16", "-c", "1", str(out), "synth", "0.12", "sine",
+                        str(LOW[r]), "sine", str(HIGH[KEYS[r].index(key)]), "remix", "-", "vol", "0.4"], check=True)
+        with wave.open(str(out)) as w:
+            pcm.append(np.frombuffer(w.readframes(w.getnframes()), dtype="<i2"))
+        pcm.append(np.zeros(960, dtype=np.int16))
+    audio = np.concatenate(pcm)
+    audio = np.concatenate([audio, np.zeros((-len(audio)) % 160, dtype=np.int16)])
+    payloads = [alaw_encode(audio[i:i + 160]).tobytes() for i in range(0, len(audio), 160)]
+
+    async def main():
+        events = []
+        pool = MediaPool("127.0.0.1", (43000, 43099), workers, events.append)
+        await pool.start()
+        try:
+            w = pool.pick()
+            a = await w.request({"cmd": "endpoint.create", "call": "tones"})
+            b = await w.request({"cmd": "endpoint.create", "call": "tones"})
+            await w.request({"cmd": "bridge", "a": a["endpoint"], "b": b["endpoint"]})
+            assert (await w.request({"cmd": "detect", "endpoint": a["endpoint"]}))["ok"]
+            phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            phone.bind(("127.0.0.1", 0))
+            for seq, payload in enumerate(payloads):
+                phone.sendto(RtpPacket(8, seq, seq * 160, 0x99, payload).serialize(), ("127.0.0.1", a["port"]))
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.3)
+            return [e for e in events if e.get("event") == "dtmf"]
+        finally:
+            await pool.close()
+
+    digits = asyncio.run(main())
+    assert [d["digit"] for d in digits] == ["4", "7", "#"]
+    assert all(d["method"] == "inband" and d["call"] == "tones" for d in digits)
