@@ -119,7 +119,7 @@ class Switch:
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
-                self.core.spawn = tg.create_task
+                self.core.set_task_group(tg.create_task)
                 self._install_signals()
                 tg.create_task(self.location.run_expiry(time.time), name="expiry")
                 self.qualifier = Qualifier(self.core, self.location, plan.server.registrar.qualify_interval)
@@ -195,7 +195,8 @@ class Switch:
     def _record_security_event(self, event: SecurityEvent) -> None:
         if self.db is None or self._tg is None or event.kind not in ("ban", "ban-skipped"):
             return
-        self._tg.create_task(self.db.write([(
+        assert self.core is not None
+        self.core.spawn(self.db.write([(
             "INSERT INTO security_events (at, source, kind, detail) VALUES (?, ?, ?, ?)",
             (event.at, event.source, event.kind, event.detail),
         )]))

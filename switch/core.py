@@ -78,7 +78,7 @@ class SipCore:
         self.transports: Any = None  # TransportManager, attached by the app
         self.handlers: dict[str, Handler] = {}
         self.supported: set[str] = {"timer", "replaces"}
-        self.spawn = spawn or asyncio.ensure_future
+        self._spawn = spawn or asyncio.ensure_future
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -87,6 +87,15 @@ class SipCore:
         self.counters: dict[str, int] = {
             "requests": 0, "responses": 0, "rejected": 0, "dropped_responses": 0, "stray_responses": 0,
         }
+
+    # -- tasks ------------------------------------------------------------------------------------
+    def set_task_group(self, spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]]) -> None:
+        self._spawn = spawn
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run a coroutine in the switch's task group. A failure is logged, never allowed to
+        take the task group — and so the whole switch — down with it."""
+        return self._spawn(guarded(coro))
 
     # -- configuration -------------------------------------------------------------------------
     def on(self, method: str, handler: Handler) -> None:
@@ -430,3 +439,15 @@ class SipCore:
                 k = f"{txn.kind}:{txn.state.value}"
                 by_kind[k] = by_kind.get(k, 0) + 1
         return {"total": len(self.layer), "by_state": by_kind}
+
+
+async def guarded(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Await a background coroutine; log its failure instead of letting it cancel its task group."""
+    try:
+        return await coro
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("background task %s failed", getattr(coro, "__qualname__", coro))
+        return None
+

@@ -9,7 +9,7 @@ import asyncio
 import logging
 import time
 
-from .core import SipCore
+from .core import SipCore, guarded
 from .location import Binding, LocationService
 from .sip.headers import parse_name_addr
 from .sip.uri import URI
@@ -37,7 +37,7 @@ class Qualifier:
                     due = (last + self.interval) if last is not None else now
                     if due <= now:
                         self._last[key] = now
-                        tg.create_task(self.ping(b))
+                        tg.create_task(guarded(self.ping(b)))
                     else:
                         due_next = min(due_next, due)
                 live = {(b.aor, b.contact_uri) for b in self.location.all()}

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config.schema import Plan, Trunk
-from .core import SipCore
+from .core import SipCore, guarded
 from .sip.auth import DigestClient
 from .sip.dialog import new_call_id, new_tag
 from .sip.message import Request, Response
@@ -87,7 +87,7 @@ class TrunkManager:
                 for key in wanted - set(self._tasks):
                     kind, name = key.split(":", 1)
                     coro = self._register_loop(name) if kind == "register" else self._qualify_loop(name)
-                    self._tasks[key] = tg.create_task(coro, name=key)
+                    self._tasks[key] = tg.create_task(guarded(coro), name=key)
                 for key in set(self._tasks) - wanted:
                     self._tasks.pop(key).cancel()
                 await self._plan_changed.wait()

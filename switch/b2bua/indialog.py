@@ -98,15 +98,16 @@ class InDialogMixin:
 
     async def _point(self, call: Call, side: str, target: Any) -> None:
         """Send ``side``'s endpoint's audio to where that side's SDP now says."""
-        if target is None or call.media is None:
+        media = call.media  # the call may end (and drop its media) while we await the worker
+        if target is None or media is None:
             return
-        ep = getattr(call.media, side)
-        await call.media.worker.request({"cmd": "endpoint.update", "endpoint": ep["endpoint"],
-                                         "ip": target.ip, "port": target.port, "rtcp_port": target.rtcp_port,
-                                         "dtmf_pt": target.dtmf_pt})
+        ep = getattr(media, side)
+        await media.worker.request({"cmd": "endpoint.update", "endpoint": ep["endpoint"],
+                                    "ip": target.ip, "port": target.port, "rtcp_port": target.rtcp_port,
+                                    "dtmf_pt": target.dtmf_pt})
         # a side that offers no telephone-event sends its keys as tones: listen for them
         inband = target.dtmf_pt is None and self.plan_of().server.rtp.inband_dtmf
-        await call.media.worker.request({"cmd": "detect", "endpoint": ep["endpoint"], "inband_dtmf": inband})
+        await media.worker.request({"cmd": "detect", "endpoint": ep["endpoint"], "inband_dtmf": inband})
 
     # -- session timers (RFC 4028) ---------------------------------------------------------------
     def _caller_session_timer(self, call: Call) -> list[tuple[str, str]]:

@@ -77,3 +77,14 @@ def test_sip_trace_and_json_logs(tmp_path):
     assert f"127.0.0.1:{port} <- 127.0.0.1:{c.local[1]}" in inbound["msg"] and "REGISTER sip:example.com" in inbound["msg"]
     assert "SIP/2.0 401 Unauthorized" in outbound["msg"] and isinstance(outbound["ts"], float)
     assert any(r["level"] == "info" and r["logger"] == "centralino.transport" for r in records)
+
+
+def test_a_failing_background_task_does_not_take_the_switch_down(tmp_path):
+    async def broken():
+        raise RuntimeError("a bug in some call's task")
+
+    with RunningSwitch(plan_text(tmp_path)) as sw:
+        sw.call(lambda: sw.switch.core.spawn(broken()))
+        c = SipClient(sw.address("udp"))
+        assert c.register_with_auth("1001", "secret1001").status == 200
+        assert sw.status()["registrations"]
