@@ -98,10 +98,7 @@ class TrunkManager:
         client_cseq = 0
         call_id = new_call_id(self.plan_of().server.sip.domain)
         tag = new_tag()
-        while True:
-            trunk = self.plan_of().trunks.get(name)
-            if trunk is None:
-                return
+        while (trunk := self.plan_of().trunks.get(name)) is not None:  # gone from the plan: stop
             st = self.state(name)
             try:
                 flow = await self.flow_for(trunk)
@@ -152,10 +149,7 @@ class TrunkManager:
         return resp, cseq
 
     async def _qualify_loop(self, name: str) -> None:
-        while True:
-            trunk = self.plan_of().trunks.get(name)
-            if trunk is None:
-                return
+        while (trunk := self.plan_of().trunks.get(name)) is not None:  # gone from the plan: stop
             st = self.state(name)
             try:
                 flow = await self.flow_for(trunk)

@@ -224,6 +224,20 @@ def free_port(kind: int = socket.SOCK_DGRAM, host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def baresip_config(ip: str, port: int, source: str = "/dev/null", record_dir: str | None = None) -> str:
+    """A baresip 1.0 config: G.711 only, audio from a WAV file (aufile), what it receives
+    recorded to WAV files in ``record_dir`` (sndfile) when given."""
+    lines = [
+        "poll_method\t\tepoll", f"sip_listen\t\t{ip}:{port}", "module_path\t\t/usr/lib/baresip/modules",
+        "module\t\t\tg711.so", "module\t\t\taufile.so",
+        *(["module\t\t\tsndfile.so"] if record_dir else []),
+        "module_tmp\t\tuuid.so", "module_tmp\t\taccount.so", "module_app\t\tmenu.so",
+        f"audio_source\t\taufile,{source}", "audio_player\t\taufile,/dev/null",
+        *([f"snd_path\t\t{record_dir}"] if record_dir else []),
+    ]
+    return "\n".join(lines) + "\n"
+
+
 class NetNamespace:
     """A network namespace with a veth pair (10.77.x.1 and 10.77.x.2) and a default route, for
     softphones (baresip 1.0 will not use loopback for media). Needs root and iproute2."""
@@ -417,6 +431,16 @@ class Caller(SipClient):
         headers = [("Via", req.header_values("Via")[0]), ("Max-Forwards", "70"), ("From", req.header("From")),
                    ("To", resp.header("To")), ("Call-ID", req.call_id), ("CSeq", f"{req.cseq.seq} ACK")]
         self.send(Request("ACK", req.uri, headers).serialize())
+
+    def hang_up(self, answer: Response, cseq: int) -> Response | None:
+        """BYE in the dialog that ``answer`` (our INVITE's 2xx) created; its final response."""
+        from centralino.switch.sip.dialog import Dialog
+
+        dialog = Dialog.from_uac(self.last_invite, answer)
+        dialog.local_seq = cseq - 1
+        host, port = self.local
+        return self.transact(dialog.create_request(
+            "BYE", f"SIP/2.0/UDP {host}:{port};branch=z9hG4bK{uuid.uuid4().hex};rport"))
 
     def cancel(self):
         req = self.last_invite

@@ -12,7 +12,7 @@ import wave
 from pathlib import Path
 
 import numpy as np
-from helpers import NetNamespace, free_port, need_tool, wait_for
+from helpers import NetNamespace, baresip_config, free_port, need_tool, wait_for
 
 PLAN = """\
 server:
@@ -28,20 +28,6 @@ routes:
   - {{match: {{to: "^1\\\\d{{3}}$"}}, action: {{dial: "${{to}}"}}}}
 """
 
-CONFIG = """\
-poll_method\t\tepoll
-sip_listen\t\t{ip}:{port}
-module_path\t\t/usr/lib/baresip/modules
-module\t\t\tg711.so
-module\t\t\taufile.so
-module\t\t\tsndfile.so
-module_tmp\t\tuuid.so
-module_tmp\t\taccount.so
-module_app\t\tmenu.so
-audio_source\t\taufile,{tone}
-audio_player\t\taufile,/dev/null
-snd_path\t\t{rec}
-"""
 
 
 def dominant(path: Path) -> tuple[float, float, float]:
@@ -70,7 +56,7 @@ def test_two_baresip_phones_hear_each_others_tone(tmp_path):
             tone = d / "tone.wav"
             subprocess.run([sox, "-n", "-r", "8000", "-c", "1", "-b", "16", str(tone), "synth", "6", "sine",
                             str(hz), "vol", "0.5"], check=True)
-            (d / "config").write_text(CONFIG.format(ip=ns.phone_ip, port=port, tone=tone, rec=d / "rec"))
+            (d / "config").write_text(baresip_config(ns.phone_ip, port, str(tone), str(d / "rec")))
             (d / "accounts").write_text(f"<sip:{user}@{ns.switch_ip}:5060;transport=udp>;auth_pass={pw};regint=300{extra}\n")
             phones[user] = d
         server = subprocess.Popen(ns.cmd(sys.executable, "-m", "centralino", "run", "--config", str(plan)),

@@ -58,11 +58,7 @@ def test_answered_call_and_bye_leave_a_cdr(sw):
     alice._ack(alice.last_invite, resp)
     time.sleep(0.3)
     # Alice hangs up
-    from centralino.switch.sip.dialog import Dialog
-    d = Dialog.from_uac(alice.last_invite, resp)
-    d.local_seq = 2
-    bye = d.create_request("BYE", f"SIP/2.0/UDP {alice.local[0]}:{alice.local[1]};branch=z9hG4bKbye1;rport")
-    assert alice.transact(bye).status == 200
+    assert alice.hang_up(resp, 3).status == 200
     assert wait_for(lambda: any(m.method == "BYE" for m in bob.received), 3)
     rows = wait_for(lambda: cdr(sw), 3)
     assert rows[0]["disposition"] == "ANSWERED" and rows[0]["caller"] == "1001" and rows[0]["called"] == "1002"
@@ -193,7 +189,6 @@ def test_hold_and_unhold_reinvite_is_relayed(sw):
 
 
 def test_blind_transfer_by_refer(sw):
-    from centralino.switch.sip.dialog import Dialog
     from helpers import refer
 
     bob = Phone(sw.address("udp"), "1002", "pw1002").start()
@@ -212,10 +207,7 @@ def test_blind_transfer_by_refer(sw):
     assert wait_for(lambda: any(m.method == "BYE" for m in bob.received), 3), "the transferor is released"
     # the caller was never re-INVITEd (its media endpoint did not move) and now talks to Carol
     assert not any(isinstance(m, type(alice.last_invite)) and m.method == "INVITE" for m in alice.responses)
-    d = Dialog.from_uac(alice.last_invite, resp)
-    d.local_seq = 9
-    bye = d.create_request("BYE", f"SIP/2.0/UDP {alice.local[0]}:{alice.local[1]};branch=z9hG4bKxfer;rport")
-    assert alice.transact(bye).status == 200
+    assert alice.hang_up(resp, 10).status == 200
     assert wait_for(lambda: any(m.method == "BYE" for m in carol.received), 3)
     rows = wait_for(lambda: cdr(sw), 3)
     assert len(rows) == 1 and rows[0]["destination"] == "extension:1004" and rows[0]["disposition"] == "ANSWERED"
@@ -226,7 +218,6 @@ def test_blind_transfer_by_refer(sw):
 
 
 def test_attended_transfer_with_replaces(sw):
-    from centralino.switch.sip.dialog import Dialog
     from helpers import refer
 
     bob = Phone(sw.address("udp"), "1002", "pw1002").start()
@@ -248,10 +239,7 @@ def test_attended_transfer_with_replaces(sw):
     assert wait_for(lambda: any(m.method == "BYE" for m in bob.received), 3), "Bob's first line released"
     assert wait_for(lambda: any(getattr(m, "method", "") == "BYE" for m in iter(lambda: bob2.recv(0.2), None)), 3), \
         "Bob's second line released"
-    d = Dialog.from_uac(alice.last_invite, r1)
-    d.local_seq = 9
-    bye = d.create_request("BYE", f"SIP/2.0/UDP {alice.local[0]}:{alice.local[1]};branch=z9hG4bKatt;rport")
-    assert alice.transact(bye).status == 200
+    assert alice.hang_up(r1, 10).status == 200
     assert wait_for(lambda: any(m.method == "BYE" for m in carol.received), 3), "Carol talked to Alice until now"
     rows = wait_for(lambda: len(cdr(sw)) == 2 and cdr(sw), 3)
     first, second = sorted(rows, key=lambda r: r["start"])
@@ -344,7 +332,6 @@ def test_typed_call_events(sw):
         CallRinging,
         CallTrying,
     )
-    from centralino.switch.sip.dialog import Dialog
 
     events = []
     sw.call(lambda: sw.switch.b2bua.listeners.append(events.append))
@@ -352,9 +339,7 @@ def test_typed_call_events(sw):
     alice = Caller(sw.address("udp"), "1001", "pw1001")
     resp = alice.call("1002")
     alice._ack(alice.last_invite, resp)
-    d = Dialog.from_uac(alice.last_invite, resp)
-    d.local_seq = 5
-    alice.transact(d.create_request("BYE", f"SIP/2.0/UDP {alice.local[0]}:{alice.local[1]};branch=z9hG4bKev;rport"))
+    alice.hang_up(resp, 6)
     Caller(sw.address("udp"), "1001", "pw1001").call("1003")  # not registered: fails
     wait_for(lambda: len(events) >= 6, 3)
     kinds = [type(e) for e in events]

@@ -98,11 +98,7 @@ def test_extension_dials_out_through_challenging_provider(sw, tmp_path, scenario
     # the answer points at Centralino's media worker, not at the provider's RTP port
     assert answer.connection.address == "127.0.0.1" and 35000 <= answer.media[0].port <= 35999
     alice._ack(alice.last_invite, resp)
-    from centralino.switch.sip.dialog import Dialog
-    d = Dialog.from_uac(alice.last_invite, resp)
-    d.local_seq = 3
-    bye = d.create_request("BYE", f"SIP/2.0/UDP {alice.local[0]}:{alice.local[1]};branch=z9hG4bKbye9;rport")
-    assert alice.transact(bye).status == 200
+    assert alice.hang_up(resp, 4).status == 200
     assert provider.wait(10) == 0, "the provider saw a correct digest, the call and the BYE"
     row = wait_for(lambda: rows(sw), 3)[0]
     assert row["destination"] == "trunk:sippy:5551234" and row["disposition"] == "ANSWERED"

@@ -9,7 +9,15 @@ import sys
 
 import pytest
 from centralino.bench.sipp import run_sipp, write_users_csv
-from helpers import NetNamespace, RunningSwitch, free_port, need_tool, plan_text, wait_for
+from helpers import (
+    NetNamespace,
+    RunningSwitch,
+    baresip_config,
+    free_port,
+    need_tool,
+    plan_text,
+    wait_for,
+)
 
 USERS = [(str(1000 + i), f"pw-{1000 + i}") for i in range(1, 21)]
 
@@ -67,17 +75,6 @@ def test_pyvoip_registers_and_unregisters(switch):
     assert wait_for(lambda: switch.status()["registrations"] == [], 5), "Expires: 0 removes the binding"
 
 
-BARESIP_CONFIG = """\
-poll_method\t\tepoll
-sip_listen\t\t{ip}:{port}
-module_path\t\t/usr/lib/baresip/modules
-module\t\t\tg711.so
-module\t\t\taufile.so
-module_tmp\t\tuuid.so
-module_tmp\t\taccount.so
-audio_player\t\taufile,/dev/null
-audio_source\t\taufile,/dev/null
-"""
 
 
 def test_baresip_registers_and_shows_in_status(tmp_path):
@@ -95,7 +92,7 @@ def test_baresip_registers_and_shows_in_status(tmp_path):
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         conf = tmp_path / "baresip"
         conf.mkdir()
-        (conf / "config").write_text(BARESIP_CONFIG.format(ip=ns.phone_ip, port=5070))
+        (conf / "config").write_text(baresip_config(ns.phone_ip, 5070))
         (conf / "accounts").write_text(f"<sip:1003@{ns.switch_ip}:5060;transport=udp>;auth_pass=pw-1003;regint=300\n")
         phone = None
         try:
