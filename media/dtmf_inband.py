@@ -17,10 +17,12 @@ class InbandDetector:
 
     A key counts when both groups have a clear peak holding most of the frame's energy, the
     twist (high/low power) stays within -8..+4 dB, and the same key lasts ``min_blocks`` ticks.
+    The same key again needs ``min_gap`` ticks without it in between (the inter-digit pause of
+    ITU-T Q.24): a frame lost in the middle of a tone must not make it two presses.
     """
 
     def __init__(self, channels: int, *, rate: int = 8000, block: int = 160, min_blocks: int = 2,
-                 min_level: float = 100.0) -> None:
+                 min_gap: int = 2, min_level: float = 100.0) -> None:
         n = np.arange(block)
         freqs = np.array(LOW + HIGH)
         window = np.hanning(block)
@@ -29,12 +31,15 @@ class InbandDetector:
         self._norm = float(window.sum() ** 2 / (2 * block))
         self.block = block
         self.min_blocks = min_blocks
+        self.min_gap = min_gap
         self.min_level = min_level  # RMS below this (in 16-bit units) is silence
         self.resize(channels)
 
     def resize(self, channels: int) -> None:
         self._prev = np.full(channels, -1, dtype=np.int8)
         self._count = np.zeros(channels, dtype=np.int16)
+        self._reported = np.full(channels, -1, dtype=np.int8)  # last key reported, until a pause
+        self._quiet = np.zeros(channels, dtype=np.int16)  # ticks without any key
 
     def candidates(self, frames: np.ndarray) -> np.ndarray:
         """The key index (0..15) each channel's frame holds, or -1."""
@@ -61,5 +66,9 @@ class InbandDetector:
         same = (cand == self._prev) & (cand >= 0)
         self._count = np.where(same, self._count + 1, np.where(cand >= 0, 1, 0)).astype(np.int16)
         self._prev = cand
-        hits = np.nonzero(self._count == self.min_blocks)[0]
+        self._quiet = np.where(cand < 0, self._quiet + 1, 0).astype(np.int16)
+        self._reported = np.where(self._quiet >= self.min_gap, -1, self._reported).astype(np.int8)
+        new = (self._count == self.min_blocks) & (cand != self._reported)
+        self._reported = np.where(new, cand, self._reported).astype(np.int8)
+        hits = np.nonzero(new)[0]
         return [(int(ch), str(DIGITS[cand[ch]])) for ch in hits]

@@ -47,3 +47,11 @@ def test_a_key_held_long_is_one_press_and_a_gap_makes_two(tmp_path):
     twice = np.concatenate([five, np.zeros(480, dtype=np.int16), five])
     hits = [h for f in frames_of(twice) for h in det.feed(f[None, :])]
     assert [d for _, d in hits] == ["5", "5"]
+
+
+def test_a_frame_lost_inside_a_tone_is_not_a_second_press(tmp_path):
+    det = InbandDetector(1)
+    frames = frames_of(sox_key(tmp_path, "7", 200))
+    frames[5] = 0  # one 20 ms frame missing (an underrun) in the middle of the key
+    hits = [h for f in frames for h in det.feed(f[None, :])]
+    assert [d for _, d in hits] == ["7"]
