@@ -32,6 +32,6 @@ class FrameDecoder:
                 raise ValueError(f"frame of {n} bytes exceeds the limit")
             if len(self._buf) < 4 + n:
                 break
-            out.append(msgpack.unpackb(bytes(self._buf[4:4 + n]), raw=False))
+            out.append(msgpack.unpackb(bytes(self._buf[4:4 + n]), raw=False, strict_map_key=False))
             del self._buf[:4 + n]
         return out

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .engine import MediaEngine
 from .ipc import FrameDecoder, encode_frame
-from .relay import MediaEngine
 
 log = logging.getLogger("centralino.media")
 

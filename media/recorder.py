@@ -1,0 +1,112 @@
+"""Call recording in the worker: every tick appends one 20 ms frame per recording (caller on
+the left, agent on the right, or a mono mix) to an in-memory block; blocks reach the file one
+second at a time, never a write per packet. While paused (card numbers) the tick writes silence,
+so the file's timeline stays the call's timeline. After the call the WAV may be re-encoded to
+Opus/OGG or MP3 through av."""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import time
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+
+from .codecs import FRAME
+
+log = logging.getLogger("centralino.media")
+
+BLOCK_FRAMES = 50  # one second of audio per write
+
+
+class Layout(Enum):
+    STEREO = "stereo"  # left: the first endpoint (caller), right: the second (agent)
+    MONO = "mono"  # both sides mixed
+
+
+def _wav_header(channels: int, frames: int, rate: int = 8000) -> bytes:
+    data = frames * channels * 2
+    return (b"RIFF" + struct.pack("<I", 36 + data) + b"WAVEfmt "
+            + struct.pack("<IHHIIHH", 16, 1, channels, rate, rate * channels * 2, channels * 2, 16)
+            + b"data" + struct.pack("<I", data))
+
+
+class Recording:
+    def __init__(self, ident: str, path: Path, left: str, right: str | None, layout: Layout,
+                 encode: str | None = None) -> None:
+        self.id = ident
+        self.path = path
+        self.left = left
+        self.right = right
+        self.layout = layout
+        self.channels = 2 if layout is Layout.STEREO else 1
+        self.encode = encode  # "opus" | "mp3" | None (keep the WAV)
+        self.paused = False
+        self.paused_frames = 0
+        self.frames = 0
+        self.started = time.time()
+        self._block: list[np.ndarray] = []
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(path, "wb")  # noqa: SIM115 - kept open for the call's duration
+        self._file.write(_wav_header(self.channels, 0))
+
+    def add(self, left: np.ndarray, right: np.ndarray) -> None:
+        """One tick: this recording's two sides (zeros for a side with nothing)."""
+        if self.paused:
+            left = right = _SILENCE
+            self.paused_frames += 1
+        if self.layout is Layout.STEREO:
+            frame = np.empty(2 * FRAME, np.int16)
+            frame[0::2] = left
+            frame[1::2] = right
+        else:
+            frame = np.clip(left.astype(np.int32) + right, -32768, 32767).astype(np.int16)
+        self._block.append(frame)
+        self.frames += 1
+        if len(self._block) >= BLOCK_FRAMES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._block:
+            self._file.write(np.concatenate(self._block).astype("<i2").tobytes())
+            self._block.clear()
+
+    def close(self) -> dict[str, object]:
+        """Finish the file (header sizes) and return what the index needs."""
+        self.flush()
+        self._file.seek(0)
+        self._file.write(_wav_header(self.channels, self.frames * FRAME))
+        self._file.close()
+        return {"recording": self.id, "path": str(self.path), "seconds": round(self.frames * 0.02, 2),
+                "paused_seconds": round(self.paused_frames * 0.02, 2), "channels": self.channels,
+                "started": self.started, "encode": self.encode}
+
+
+_SILENCE = np.zeros(FRAME, np.int16)
+
+
+def encode_file(wav: Path, fmt: str) -> Path:
+    """Re-encode a finished WAV to Opus in OGG or MP3 (runs in a thread after the call); the
+    WAV is removed when the new file is complete."""
+    import av
+
+    codec, suffix, rate = {"opus": ("libopus", ".ogg", 48000), "mp3": ("libmp3lame", ".mp3", 8000)}[fmt]
+    target = wav.with_suffix(suffix)
+    with av.open(str(wav)) as src, av.open(str(target), "w") as dst:
+        stream_in = src.streams.audio[0]
+        layout = "stereo" if stream_in.channels == 2 else "mono"
+        out = dst.add_stream(codec, rate=rate)
+        out.layout = layout
+        resampler = av.AudioResampler(format=out.format.name if out.format else "s16", layout=layout, rate=rate)
+        for frame in src.decode(stream_in):
+            frame.pts = None
+            for r in resampler.resample(frame):
+                for packet in out.encode(r):
+                    dst.mux(packet)
+        for packet in out.encode(None):
+            dst.mux(packet)
+    os.unlink(wav)
+    return target

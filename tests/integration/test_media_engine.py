@@ -1,0 +1,279 @@
+"""The media worker's own audio over real UDP sockets: prompts (and barge-in), dual-channel
+recording with pause, the N−1 conference mixer, supervisor listen/whisper/barge, transcoding,
+DTMF sending and AMD — each judged by decoding what arrived (frequency, level, duration)."""
+
+from __future__ import annotations
+
+import asyncio
+import wave
+
+import numpy as np
+import pytest
+from audio import RtpPhone, dominant, level_at, rms, sine
+from centralino.media.dtmf import TelephoneEvent
+from centralino.media.dtmf_inband import InbandDetector
+from centralino.media.worker import MediaPool
+
+
+async def attach(w, phone: RtpPhone, call: str = "c", codec: str | None = None, dtmf_pt: int | None = None):
+    ep = await w.request({"cmd": "endpoint.create", "call": call})
+    update = {"cmd": "endpoint.update", "endpoint": ep["endpoint"], "ip": phone.address[0],
+              "port": phone.address[1], "codec": codec or phone.codec, "pt": phone.pt,
+              "codecs": {phone.pt: codec or phone.codec}}
+    if dtmf_pt is not None:
+        update["dtmf_pt"] = dtmf_pt
+    assert (await w.request(update))["ok"]
+    return ep
+
+
+def run(coro_fn, workers: int = 0, ports=(44000, 44199)):
+    async def main():
+        events: list[dict] = []
+        pool = MediaPool("127.0.0.1", ports, workers, events.append)
+        await pool.start()
+        try:
+            return await coro_fn(pool.pick(), events)
+        finally:
+            await pool.close()
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_prompt_is_heard_with_its_length_and_play_done(workers):
+    phone = RtpPhone("PCMA")
+
+    async def scenario(w, events):
+        ep = await attach(w, phone)
+        reply = await w.request({"cmd": "play", "endpoint": ep["endpoint"], "items": ["welcome"]})
+        assert reply["ok"], reply
+        await asyncio.sleep(reply["ms"] / 1000 + 0.5)
+        return reply, [e for e in events if e.get("event") == "play.done"]
+
+    try:
+        reply, done = run(scenario, workers)
+        audio = phone.audio()
+    finally:
+        phone.close()
+    assert 1500 < reply["ms"] < 2500  # "Welcome to Centralino." is ~1.9 s
+    assert done and done[0]["reason"] == "finished"
+    voiced = np.array([rms(audio[i:i + 160]) for i in range(0, len(audio) - 159, 160)]) > 300
+    # speech energy spans roughly the prompt's length (comfort noise after it is far below)
+    span_ms = (np.flatnonzero(voiced)[-1] - np.flatnonzero(voiced)[0] + 1) * 20
+    assert reply["ms"] - 600 <= span_ms <= reply["ms"] + 100
+    assert rms(audio) > 1000
+
+
+def test_barge_in_stops_the_prompt_on_a_key():
+    phone = RtpPhone("PCMU")
+
+    async def scenario(w, events):
+        ep = await attach(w, phone, dtmf_pt=101)
+        await w.request({"cmd": "play", "endpoint": ep["endpoint"], "items": ["menu"], "barge_in": True})
+        await asyncio.sleep(0.6)
+        for i, end in enumerate([False, False, True, True, True]):  # key 5, RFC 4733
+            te = TelephoneEvent(5, end, 10, 160 * (i + 1)).serialize()
+            phone.sock.sendto(bytes([0x80, 101, 0, i, 0, 0, 0, 0, 0, 0, 0, 1]) + te, ("127.0.0.1", ep["port"]))
+        await asyncio.sleep(0.6)
+        return [e for e in events if e.get("event") in ("play.done", "dtmf")]
+
+    try:
+        got = run(scenario)
+        audio = phone.audio()
+    finally:
+        phone.close()
+    done = next(e for e in got if e["event"] == "play.done")
+    assert done["reason"] == "barge-in" and done["digit"] == "5"
+    assert 400 <= done["played_ms"] <= 900  # the menu prompt is ~5 s long: it was cut
+    assert any(e["event"] == "dtmf" and e["digit"] == "5" for e in got)
+    assert len(audio) / 8 <= done["played_ms"] + 60  # nothing of the prompt after the key
+
+
+def test_stereo_recording_has_each_side_in_its_channel_and_pause_leaves_silence(tmp_path):
+    caller, agent = RtpPhone("PCMU"), RtpPhone("PCMA")
+    path = tmp_path / "rec.wav"
+
+    async def scenario(w, events):
+        a = await attach(w, caller, "rec")
+        b = await attach(w, agent, "rec")
+        await w.request({"cmd": "bridge", "a": a["endpoint"], "b": b["endpoint"]})
+        rec = await w.request({"cmd": "record.start", "a": a["endpoint"], "b": b["endpoint"], "path": str(path)})
+        assert rec["ok"], rec
+        caller.send(sine(1000, 3.0), ("127.0.0.1", a["port"]))
+        agent.send(sine(600, 3.0), ("127.0.0.1", b["port"]))
+        await asyncio.sleep(1.0)
+        paused = await w.request({"cmd": "record.pause", "recording": rec["recording"], "paused": True})
+        await asyncio.sleep(1.0)
+        await w.request({"cmd": "record.pause", "recording": rec["recording"], "paused": False})
+        await asyncio.sleep(1.2)
+        info = await w.request({"cmd": "record.stop", "recording": rec["recording"]})
+        return paused, info, [e for e in events if e.get("event") == "record.done"]
+
+    try:
+        paused, info, done = run(scenario)
+    finally:
+        caller.close()
+        agent.close()
+    assert done and done[0]["path"] == str(path)
+    with wave.open(str(path)) as wav:
+        assert wav.getnchannels() == 2 and wav.getframerate() == 8000
+        data = np.frombuffer(wav.readframes(wav.getnframes()), "<i2").reshape(-1, 2)
+    assert abs(len(data) / 8000 - info["seconds"]) < 0.05 and 3.0 <= info["seconds"] <= 3.5
+    left, right = data[:, 0], data[:, 1]
+    first = slice(2000, int(8000 * paused["at"]) - 400)
+    assert round(dominant(left[first]), -1) == 1000 and round(dominant(right[first]), -1) == 600
+    assert level_at(left[first], 600) < 300 and level_at(right[first], 1000) < 300  # no crosstalk
+    start = int(8000 * paused["at"])
+    gap = data[start + 400:start + 8000 - 400]
+    assert np.abs(gap).max() == 0  # paused: digital silence for the span
+    after = slice(start + 8000 + 800, start + 8000 + 4000)
+    assert round(dominant(left[after]), -1) == 1000 and round(dominant(right[after]), -1) == 600
+    assert 0.9 <= info["paused_seconds"] <= 1.1
+
+
+def test_three_party_conference_each_hears_the_other_two_not_itself():
+    tones = {"x": 500.0, "y": 900.0, "z": 1400.0}
+    phones = {k: RtpPhone("PCMU") for k in tones}
+
+    async def scenario(w, events):
+        eps = {k: await attach(w, p, "conf") for k, p in phones.items()}
+        for ep in eps.values():
+            assert (await w.request({"cmd": "mix.join", "room": "r1", "endpoint": ep["endpoint"]}))["ok"]
+        for k, p in phones.items():
+            p.send(sine(tones[k], 2.0, 0.2), ("127.0.0.1", eps[k]["port"]))
+        await asyncio.sleep(2.3)
+
+    try:
+        run(scenario)
+        heard = {k: p.audio()[4000:12000] for k, p in phones.items()}
+    finally:
+        for p in phones.values():
+            p.close()
+    for me, audio in heard.items():
+        for other, freq in tones.items():
+            level = level_at(audio, freq)
+            if other == me:
+                assert level < 200, (me, other, level)
+            else:
+                assert level > 3000, (me, other, level)
+
+
+@pytest.mark.parametrize("mode", ["listen", "whisper", "barge"])
+def test_supervisor_modes(mode):
+    freqs = {"caller": 500.0, "agent": 900.0, "sup": 1400.0}
+    phones = {k: RtpPhone("PCMU") for k in freqs}
+
+    async def scenario(w, events):
+        eps = {k: await attach(w, p, "mon") for k, p in phones.items()}
+        await w.request({"cmd": "bridge", "a": eps["caller"]["endpoint"], "b": eps["agent"]["endpoint"]})
+        reply = await w.request({"cmd": "monitor", "mode": mode, "supervisor": eps["sup"]["endpoint"],
+                                 "caller": eps["caller"]["endpoint"], "agent": eps["agent"]["endpoint"]})
+        assert reply["ok"], reply
+        for k, p in phones.items():
+            p.send(sine(freqs[k], 2.0, 0.2), ("127.0.0.1", eps[k]["port"]))
+        await asyncio.sleep(2.3)
+        # the supervisor leaves: the call is a plain relay again
+        await w.request({"cmd": "mix.leave", "room": reply["room"], "endpoint": eps["sup"]["endpoint"]})
+        phones["caller"].received.clear()
+        phones["agent"].send(sine(freqs["agent"], 0.6, 0.2), ("127.0.0.1", eps["agent"]["port"]))
+        await asyncio.sleep(0.8)
+
+    try:
+        run(scenario)
+        heard = {k: p.audio() for k, p in phones.items()}
+    finally:
+        for p in phones.values():
+            p.close()
+    expect = {  # who hears the supervisor
+        "listen": {"caller": False, "agent": False},
+        "whisper": {"caller": False, "agent": True},
+        "barge": {"caller": True, "agent": True},
+    }[mode]
+    sup = heard["sup"][4000:12000]
+    assert level_at(sup, freqs["caller"]) > 3000 and level_at(sup, freqs["agent"]) > 3000
+    agent_heard = heard["agent"][4000:12000]
+    assert level_at(agent_heard, freqs["caller"]) > 3000
+    assert (level_at(agent_heard, freqs["sup"]) > 3000) is expect["agent"]
+    # the caller's audio after the supervisor left: the agent, relayed
+    caller_after = heard["caller"]
+    assert level_at(caller_after, freqs["agent"]) > 3000 and level_at(caller_after, freqs["sup"]) < 200
+
+
+@pytest.mark.parametrize("codecs", [("PCMU", "PCMA"), ("PCMA", "G722"), ("PCMU", "opus")])
+def test_transcoding_between_legs_without_a_common_codec(codecs):
+    a_phone, b_phone = RtpPhone(codecs[0]), RtpPhone(codecs[1])
+
+    async def scenario(w, events):
+        a = await attach(w, a_phone, "tc")
+        b = await attach(w, b_phone, "tc")
+        await w.request({"cmd": "bridge", "a": a["endpoint"], "b": b["endpoint"]})
+        a_phone.send(sine(700, 1.5, 0.3), ("127.0.0.1", a["port"]))
+        b_phone.send(sine(1100, 1.5, 0.3), ("127.0.0.1", b["port"]))
+        await asyncio.sleep(1.8)
+
+    try:
+        run(scenario)
+        at_b, at_a = b_phone.audio(), a_phone.audio()
+    finally:
+        a_phone.close()
+        b_phone.close()
+    assert round(dominant(at_b[2000:8000]), -1) == 700, codecs
+    assert round(dominant(at_a[2000:8000]), -1) == 1100, codecs
+    assert level_at(at_b[2000:8000], 700) > 5000 and level_at(at_a[2000:8000], 1100) > 5000
+
+
+def test_dtmf_sent_as_rfc4733_events_and_as_tones():
+    events_phone, tones_phone = RtpPhone("PCMU"), RtpPhone("PCMA")
+
+    async def scenario(w, events):
+        a = await attach(w, events_phone, "d", dtmf_pt=101)
+        b = await attach(w, tones_phone, "d")
+        r1 = await w.request({"cmd": "dtmf.send", "endpoint": a["endpoint"], "digits": "19#"})
+        r2 = await w.request({"cmd": "dtmf.send", "endpoint": b["endpoint"], "digits": "42*"})
+        await asyncio.sleep(1.2)
+        return r1, r2
+
+    try:
+        r1, r2 = run(scenario)
+        packets = [p for p in events_phone.received if p.payload_type == 101]
+        tones = tones_phone.audio()
+    finally:
+        events_phone.close()
+        tones_phone.close()
+    assert r1["method"] == "rfc4733" and r2["method"] == "inband"
+    ends = {}
+    for p in packets:
+        te = TelephoneEvent.parse(p.payload)
+        if te.end:
+            ends[p.timestamp] = "0123456789*#"[te.event]
+    assert list(ends.values()) == ["1", "9", "#"]
+    assert sum(1 for p in packets if p.marker) == 3
+    detector = InbandDetector(1)
+    got = []
+    for i in range(0, len(tones) - 159, 160):
+        got += [d for _, d in detector.feed(tones[i:i + 160].reshape(1, -1))]
+    assert got == ["4", "2", "*"]
+
+
+def test_amd_and_beep_in_the_worker():
+    machine = RtpPhone("PCMU")
+
+    async def scenario(w, events):
+        ep = await attach(w, machine, "amd")
+        await w.request({"cmd": "detect", "endpoint": ep["endpoint"], "amd": {}, "beep": True})
+        # a long "greeting" (2 s of modulated noise), then a 1 kHz beep
+        rng = np.random.default_rng(3)
+        speech = (rng.standard_normal(16000) * 3000 * (1 + np.sin(np.arange(16000) / 400))).astype(np.int16)
+        audio = np.concatenate([np.zeros(2400, np.int16), speech, np.zeros(2400, np.int16),
+                                sine(1000, 0.5, 0.3), np.zeros(4000, np.int16)])
+        machine.send(audio, ("127.0.0.1", ep["port"]))
+        await asyncio.sleep(len(audio) / 8000 + 0.4)
+        return [e for e in events if e.get("event") in ("amd", "beep")]
+
+    try:
+        got = run(scenario)
+    finally:
+        machine.close()
+    amd = next(e for e in got if e["event"] == "amd")
+    beep = next(e for e in got if e["event"] == "beep")
+    assert amd["result"] == "MACHINE" and amd["cause"].startswith(("LONGGREETING", "MAXWORDS"))
+    assert 980 <= beep["hz"] <= 1020 and 400 <= beep["tone_ms"] <= 600
