@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import ipaddress
+import json
 import logging
 import os
 import secrets
@@ -250,9 +251,39 @@ class Switch:
             return (200, {"ok": True, "plan": self.loaded.source}) if not errors else (
                 422, {"ok": False, "errors": errors})
 
+        def call_of(body: bytes) -> tuple[Any, dict[str, Any]]:
+            args = json.loads(body or b"{}")
+            return self.b2bua.calls.get(str(args.get("call", ""))), args
+
+        async def recording(body: bytes) -> tuple[int, Any]:
+            """{"call": ID, "paused": true|false} pauses or resumes; {"call": ID, "start": true} starts."""
+            call, args = call_of(body)
+            if call is None:
+                return 404, {"ok": False, "error": "no such call"}
+            if args.get("start"):
+                path = await self.b2bua.start_recording(call)
+                return (200, {"ok": True, "path": path}) if path else (409, {"ok": False, "error": "not recordable"})
+            reply = await self.b2bua.pause_recording(call, args.get("paused"))
+            return (200 if reply.get("ok") else 409), reply
+
+        async def play(body: bytes) -> tuple[int, Any]:
+            call, args = call_of(body)
+            if call is None:
+                return 404, {"ok": False, "error": "no such call"}
+            done = await self.b2bua.play(call, list(args.get("prompts") or []), wait=False)
+            return (200 if done.get("reason") == "started" else 409), done
+
+        async def mute(body: bytes) -> tuple[int, Any]:
+            args = json.loads(body or b"{}")
+            ok = await self.b2bua.set_muted(str(args.get("room")), str(args.get("call")), bool(args.get("muted", True)))
+            return (200, {"ok": True}) if ok else (404, {"ok": False, "error": "no such member"})
+
         self.api.route("GET", "/status", status)
         self.api.route("POST", "/reload", reload)
         self.api.route("GET", "/media", media)
+        self.api.route("POST", "/calls/recording", recording)
+        self.api.route("POST", "/calls/play", play)
+        self.api.route("POST", "/conferences/mute", mute)
 
     def status(self) -> dict[str, Any]:
         now = time.time()

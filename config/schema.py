@@ -6,6 +6,7 @@ import ipaddress
 import re
 from datetime import date
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -135,12 +136,26 @@ class LoggingConfig(Strict):
     format: Literal["text", "json"] = "text"
 
 
+class RecordingConfig(Strict):
+    layout: Literal["stereo", "mono"] = "stereo"  # stereo: caller left, agent right
+    format: Literal["wav", "opus", "mp3"] = "wav"  # opus/mp3: re-encoded after the call
+    pause_code: str = "*1"  # DTMF feature code toggling pause/resume during a call ("" = off)
+
+
+class ConferenceConfig(Strict):
+    max_members: int = Field(50, ge=2, le=500)
+    join_tones: bool = True
+    announce: str | None = "conference-join"  # prompt played to whoever joins
+
+
 class ServerConfig(Strict):
     sip: SipConfig = SipConfig()
     rtp: RtpConfig = RtpConfig()
     api: ApiConfig = ApiConfig()
     storage: str = "sqlite:centralino.db"
     recordings: str = "recordings"
+    recording: RecordingConfig = RecordingConfig()
+    prompts: list[str] = ["prompts"]  # directories searched before the packaged prompts
     registrar: RegistrarConfig = RegistrarConfig()
     security: SecurityConfig = SecurityConfig()
     logging: LoggingConfig = LoggingConfig()
@@ -186,8 +201,13 @@ class Action(Strict):
     queue: str | None = None
     voicemail: str | None = None
     conference: str | None = None
-    play: str | None = None
+    play: str | list[str] | None = None  # prompt names/files, a list or comma-separated
     then: Action | None = None
+
+    @property
+    def prompts(self) -> list[str]:
+        items = self.play if isinstance(self.play, list) else (self.play or "").split(",")
+        return [i.strip() for i in items if i.strip()]
 
     @model_validator(mode="after")
     def _one_verb(self) -> Action:
@@ -222,6 +242,7 @@ class Route(Strict):
     name: str | None = None
     match: RouteMatch = RouteMatch()
     action: Action
+    record: bool = False  # record the call (dual-channel) from its answer
 
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -321,6 +342,7 @@ class Plan(Strict):
     agents: dict[str, Agent] = {}
     queues: dict[str, Queue] = {}
     campaigns: dict[str, Campaign] = {}
+    conferences: dict[str, ConferenceConfig] = {}  # optional settings per room; any name works
 
     @field_validator("extensions")
     @classmethod
@@ -333,7 +355,10 @@ class Plan(Strict):
 
 def cross_references(plan: Plan) -> list[tuple[tuple, str]]:
     """References between sections (a route to an unknown IVR, ...) as (key path, message)."""
+    from ..media.player import PromptCache, PromptError
+
     errors: list[tuple[tuple, str]] = []
+    prompts = PromptCache([Path(d) for d in plan.server.prompts])
 
     def check_action(action: Action | None, path: tuple) -> None:
         if action is None:
@@ -347,6 +372,11 @@ def cross_references(plan: Plan) -> list[tuple[tuple, str]]:
         for t in trunks:
             if t not in plan.trunks:
                 errors.append(((*path, "trunk"), f"unknown trunk {t!r}"))
+        for prompt in action.prompts:
+            try:
+                prompts.load(prompt) if prompt.startswith(("tone:", "silence/")) else prompts.resolve(prompt)
+            except PromptError as exc:
+                errors.append(((*path, "play"), str(exc)))
         check_action(action.else_, (*path, "else"))
         check_action(action.then, (*path, "then"))
 

@@ -149,7 +149,7 @@ class MediaEngine:
             raise ValueError(str(exc)) from exc
         if ep.playback is not None:
             self._play_done(ep, "replaced")
-        ident = str(cmd.get("id") or f"play-{next(self._ids)}")
+        ident = str(cmd.get("playback") or f"play-{next(self._ids)}")
         ep.playback = Playback(pcm, loop=bool(cmd.get("loop")), barge_in=bool(cmd.get("barge_in")), ident=ident)
         self._generate(ep)
         return {"playback": ident, "ms": int(sum(len(p) for p in pcm) / 8)}
@@ -182,11 +182,12 @@ class MediaEngine:
     def cmd_record_start(self, cmd: dict[str, Any]) -> dict[str, Any]:
         left = self.endpoints[cmd["a"]]
         right = self.endpoints[cmd["b"]] if cmd.get("b") else None
-        ident = str(cmd.get("id") or f"rec-{next(self._ids)}")
+        ident = str(cmd.get("recording") or f"rec-{next(self._ids)}")
         if ident in self.recordings:
             raise ValueError(f"recording {ident} exists")
         rec = Recording(ident, Path(cmd["path"]), left.id, right.id if right else None,
                         Layout(cmd.get("layout", "stereo")), cmd.get("encode"))
+        rec.meta = dict(cmd.get("meta") or {})
         self.recordings[ident] = rec
         for ep in (left, right):
             if ep is not None:
@@ -545,7 +546,7 @@ class MediaEngine:
     # == lifecycle ==================================================================================
     def _finish_recording(self, rec: Recording) -> dict[str, Any]:
         self.recordings.pop(rec.id, None)
-        info = rec.close()
+        info = {**rec.meta, **rec.close()}
         for ident in (rec.left, rec.right):
             ep = self.endpoints.get(ident) if ident else None
             if ep is not None and not any(ident in (r.left, r.right) for r in self.recordings.values()):

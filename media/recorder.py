@@ -45,12 +45,13 @@ class Recording:
         self.channels = 2 if layout is Layout.STEREO else 1
         self.encode = encode  # "opus" | "mp3" | None (keep the WAV)
         self.paused = False
+        self.meta: dict[str, object] = {}  # echoed in record.done (the call it belongs to)
         self.paused_frames = 0
         self.frames = 0
         self.started = time.time()
         self._block: list[np.ndarray] = []
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(path, "wb")  # noqa: SIM115 - kept open for the call's duration
+        self._file = open(path, "wb", buffering=0)  # noqa: SIM115 - our own 1 s blocks are the buffer
         self._file.write(_wav_header(self.channels, 0))
 
     def add(self, left: np.ndarray, right: np.ndarray) -> None:

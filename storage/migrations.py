@@ -64,4 +64,24 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX cdr_call ON cdr (call_id);
         """,
     ),
+    (
+        3,
+        """
+        CREATE TABLE recordings (
+            id             TEXT PRIMARY KEY,
+            call_id        TEXT NOT NULL,
+            path           TEXT NOT NULL,
+            started        REAL NOT NULL,
+            seconds        REAL NOT NULL DEFAULT 0,
+            paused_seconds REAL NOT NULL DEFAULT 0,
+            channels       INTEGER NOT NULL DEFAULT 2,
+            format         TEXT NOT NULL DEFAULT 'wav',
+            caller         TEXT NOT NULL DEFAULT '',
+            called         TEXT NOT NULL DEFAULT '',
+            agent          TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX recordings_call ON recordings (call_id);
+        CREATE INDEX recordings_started ON recordings (started);
+        """,
+    ),
 ]

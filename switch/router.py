@@ -26,6 +26,7 @@ class Decision:
     action: Action
     index: int | None  # which route matched (None: the default)
     reasons: list[str]
+    record: bool = False  # the matched route records the call
 
     def describe(self) -> str:
         head = f"route #{self.index}" if self.index is not None else "no route matched"
@@ -99,6 +100,6 @@ class Router:
                     continue
                 reasons.append(f"{label}: schedule {m.schedule}: {why}")
             reasons.append(f"{label}: matches")
-            return Decision(substitute(route.action, variables), i, reasons)
+            return Decision(substitute(route.action, variables), i, reasons, route.record)
         reasons.append("default: hangup 404")
         return Decision(NO_ROUTE, None, reasons)

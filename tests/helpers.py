@@ -287,6 +287,15 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
 
 
 # --------------------------------------------------------------------------------------------------
+def sdp_for(port: int, codecs: str = "0 8 101", ip: str = "127.0.0.1") -> str:
+    """An SDP for a test phone on ``port`` offering ``codecs`` (payload types)."""
+    names = {"0": "PCMU/8000", "8": "PCMA/8000", "9": "G722/8000", "101": "telephone-event/8000",
+             "111": "opus/48000/2"}
+    maps = "".join(f"a=rtpmap:{pt} {names[pt]}\r\n" for pt in codecs.split())
+    return (f"v=0\r\no=test 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n"
+            f"m=audio {port} RTP/AVP {codecs}\r\n{maps}a=sendrecv\r\n")
+
+
 SDP_OFFER = ("v=0\r\no=test 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
              "m=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
              "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\n")
@@ -302,6 +311,7 @@ class Phone(SipClient):
         self.received: list[Request] = []
         self.invite: Request | None = None
         self.session_expires: int | None = None
+        self.sdp: str | None = None  # the SDP this phone answers with (default: SDP_OFFER, port 40000)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -352,7 +362,7 @@ class Phone(SipClient):
                     # a phone with session timers lets the caller (the switch) refresh
                     timer = [("Session-Expires", f"{self.session_expires};refresher=uac"), ("Require", "timer")] \
                         if self.session_expires and msg.header("Session-Expires") else []
-                    self._reply(msg, 200, SDP_OFFER.format(port=40000).encode(), extra=timer)
+                    self._reply(msg, 200, (self.sdp or SDP_OFFER.format(port=40000)).encode(), extra=timer)
             elif msg.method in ("BYE", "CANCEL", "OPTIONS"):
                 self._reply(msg, 200)
                 if msg.method == "CANCEL" and self.invite is not None:
@@ -390,6 +400,7 @@ class Caller(SipClient):
         super().__init__(server, local_ip=local_ip)
         self.user, self.password = user, password
         self.responses: list[Response] = []
+        self.sdp: str | None = None  # the offer (default: SDP_OFFER on the SIP port + 1)
 
     def invite(self, to: str, *, auth: bool = True, domain: str = "example.com", cseq: int = 1,
                extra=()) -> Request:
@@ -400,7 +411,8 @@ class Caller(SipClient):
             ("To", f"<sip:{to}@{domain}>"), ("Call-ID", self.call_id), ("CSeq", f"{cseq} INVITE"),
             ("Contact", f"<sip:{self.user}@{host}:{port}>"), ("Content-Type", "application/sdp"), *extra,
         ]
-        return Request("INVITE", parse_uri(f"sip:{to}@{domain}"), headers, SDP_OFFER.format(port=port + 1).encode())
+        return Request("INVITE", parse_uri(f"sip:{to}@{domain}"), headers,
+                       (self.sdp or SDP_OFFER.format(port=port + 1)).encode())
 
     def call(self, to: str, *, until: int = 200, timeout: float = 5.0) -> Response | None:
         """INVITE (answering a 407 once); returns the first response with status >= until."""

@@ -3,6 +3,7 @@ with its media endpoints and what its CDR needs. Pure data plus small helpers.""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from enum import Enum
@@ -60,6 +61,7 @@ class Media:
     worker: Any
     a: dict[str, Any]  # endpoint facing the caller: {"endpoint", "ip", "port"}
     b: dict[str, Any]  # endpoint facing the callee(s)
+    codecs: dict[str, str] = field(default_factory=dict)  # side → codec it speaks
 
 
 @dataclass(eq=False)
@@ -144,6 +146,20 @@ class Call:
     caller_sdp: bytes = b""  # the caller's latest SDP (re-offered to a transfer target)
     a_timer: SessionTimer | None = None
     transfers: int = 0
+    record: bool = False  # the route asked for a recording from the answer
+    recording: str | None = None  # its file (goes to the CDR)
+    recording_id: str | None = None
+    recording_agent: str = ""
+    recording_paused: bool = False
+    typed: list[tuple[str, float]] = field(default_factory=list)  # recent keys, for feature codes
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    _keys: asyncio.Queue[str] | None = None
+
+    def keys(self) -> asyncio.Queue[str]:
+        """The keys this call's caller presses, for applications (IVR menus)."""
+        if self._keys is None:
+            self._keys = asyncio.Queue()
+        return self._keys
 
     @property
     def a_flow(self) -> Flow:
@@ -161,7 +177,7 @@ class Call:
         source = f"trunk:{self.source}" if self.source != "extension" else f"extension:{self.caller}"
         common = dict(caller=self.caller, called=self.called, source=source, did=self.did,
                       destination=self.destination, disposition=disposition, sip_status=status,
-                      q850_cause=self.cause, hangup_by=self.hangup_by)
+                      q850_cause=self.cause, hangup_by=self.hangup_by, recording=self.recording)
         a = self.rtp.get("a", {})
         b = self.rtp.get("b", {})
         out = [CdrRecord(self.id, "call", self.started, end, answer=self.answered_at, ring_seconds=round(ring, 3),

@@ -43,7 +43,6 @@ from .call import (
 from .events import (
     CallAnswered,
     CallDisconnected,
-    CallDtmf,
     CallEarlyMedia,
     CallEvent,
     CallFailed,
@@ -51,7 +50,8 @@ from .events import (
     CallTrying,
 )
 from .indialog import InDialogMixin, _session_expires, audio_target_of
-from .sdp_anchor import anchor
+from .media_ops import MediaOpsMixin
+from .sdp_anchor import anchor, answer_with, chosen_codec, offer_for_callee
 from .transfer import TransferMixin
 
 log = logging.getLogger("centralino.b2bua")
@@ -61,7 +61,7 @@ DEFAULT_RING_TIMEOUT = 60
 _PREFERENCE = {486: 0, 600: 0, 603: 1, 488: 2, 480: 3, 408: 4, 404: 5}
 
 
-class B2BUA(InDialogMixin, TransferMixin):
+class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin):
     def __init__(
         self,
         core: SipCore,
@@ -88,7 +88,10 @@ class B2BUA(InDialogMixin, TransferMixin):
         self.calls: dict[str, Call] = {}
         self.dialogs: dict[tuple[str, str, str], tuple[Call, Fork | None]] = {}
         self.by_endpoint_call: dict[str, Call] = {}
-        self.applications: dict[str, Callable[[Call, Action], Any]] = {}  # ivr, queue, … (later)
+        self.applications: dict[str, Callable[[Call, Action], Any]] = {}  # ivr, queue, voicemail, …
+        self._init_media_ops()
+        self.applications["play"] = self.play_action
+        self.applications["conference"] = self.conference
         self.completed = 0
         self.listeners: list[Callable[[CallEvent], None]] = []
         self._idle = asyncio.Event()
@@ -133,7 +136,7 @@ class B2BUA(InDialogMixin, TransferMixin):
         called = normalise(called_raw, plan.trunks.get(source)) if trunk else called_raw
         decision = Router(plan).route(CallContext(to=called, caller=caller, source=source))
         call = Call(id=req.call_id, inc=inc, caller=caller, called=called, source=source,
-                    did=called if trunk else "", caller_name=caller_name)
+                    did=called if trunk else "", caller_name=caller_name, record=decision.record)
         if call.id in self.calls:
             return self.core.make_response(inc, 482)  # a loop back to us
         if trunk is not None and self.trunks is not None:
@@ -236,7 +239,7 @@ class B2BUA(InDialogMixin, TransferMixin):
         ip = self.media_ip(flow)
         offer = call.caller_sdp or inc.request.body
         # late offer (INVITE without SDP): the callee's 200 will carry the offer, the ACKs the answer
-        body = anchor(offer, ip, call.media.b["port"], session_id=str(abs(hash(call.id)) % 10**9))[0] if offer else b""
+        body = offer_for_callee(offer, ip, call.media.b["port"], session_id=_session_id(call)) if offer else b""
         mf = inc.request.max_forwards
         if trunk is not None:
             t = plan.trunks[trunk]
@@ -342,10 +345,16 @@ class B2BUA(InDialogMixin, TransferMixin):
         """The callee's SDP, pointed at our caller-facing endpoint; and point the callee-facing
         endpoint at the callee."""
         assert call.media is not None
-        new, target = anchor(body, self.media_ip(call.a_flow), call.media.a["port"],
-                             session_id=str(abs(hash(call.id)) % 10**9))
-        if target is not None:
-            self.core.spawn(self._point(call, "b", target))
+        callee = chosen_codec(body)
+        caller_offer = call.caller_sdp or call.inc.request.body
+        if caller_offer and callee is not None:
+            # one codec from the caller's offer, the callee's if it has it; else the worker transcodes
+            new, caller = answer_with(caller_offer, self.media_ip(call.a_flow), call.media.a["port"],
+                                      session_id=_session_id(call), prefer=callee.codec)
+            self.core.spawn(self._point(call, "a", None, caller))
+        else:
+            new = anchor(body, self.media_ip(call.a_flow), call.media.a["port"], session_id=_session_id(call))[0]
+        self.core.spawn(self._point(call, "b", audio_target_of(body), callee))
         return new
 
     def _fork_answered(self, fork: Fork, resp: Response) -> None:
@@ -405,6 +414,8 @@ class B2BUA(InDialogMixin, TransferMixin):
             "seconds": self.rtp_timeout}))
         log.info("call %s answered by %s", call.id, fork.destination)
         self._emit(CallAnswered(call.id, destination=fork.destination))
+        if call.record:
+            self.core.spawn(self.start_recording(call, agent=fork.destination))
 
     def _send_ack(self, fork: Fork) -> None:
         assert fork.dialog is not None
@@ -545,7 +556,7 @@ class B2BUA(InDialogMixin, TransferMixin):
         if answer:
             call.caller_sdp = answer
             body, target = anchor(answer, self.media_ip(fork.flow), call.media.b["port"],
-                                  session_id=str(abs(hash(call.id)) % 10**9))
+                                  session_id=_session_id(call))
             await self._point(call, "a", target)
             ack = fork.dialog.create_request("ACK", self.core.via_for(fork.flow), body=body,
                                              extra=[("Content-Type", "application/sdp")])
@@ -594,6 +605,8 @@ class B2BUA(InDialogMixin, TransferMixin):
         for timer in [call.a_timer, *(f.timer for f in call.forks)]:
             if timer is not None:
                 timer.cancel()
+        call.ended.set()
+        self._release_waiters(call)
         if call.media is not None:
             media, call.media = call.media, None
             media.worker.endpoints -= 2
@@ -624,10 +637,10 @@ class B2BUA(InDialogMixin, TransferMixin):
                 self.trunks.release(name)
         call.channels.clear()
 
-    async def _ensure_media(self, call: Call) -> None:
+    async def _ensure_media(self, call: Call, worker: Any = None) -> None:
         if call.media is not None:
             return
-        worker = self.media.pick()
+        worker = worker or self.media.pick()
         worker.endpoints += 2
         a = await worker.request({"cmd": "endpoint.create", "call": call.id})
         b = await worker.request({"cmd": "endpoint.create", "call": call.id})
@@ -637,15 +650,24 @@ class B2BUA(InDialogMixin, TransferMixin):
         await worker.request({"cmd": "bridge", "a": a["endpoint"], "b": b["endpoint"]})
         call.media = Media(worker, a, b)
         self.by_endpoint_call[call.id] = call
-        await self._point(call, "a", audio_target_of(call.inc.request.body))
+        await self._point(call, "a", audio_target_of(call.inc.request.body), chosen_codec(call.inc.request.body))
 
     def on_media_event(self, event: dict[str, Any]) -> None:
-        if event.get("event") == "dtmf":
+        kind = event.get("event")
+        if kind == "dtmf":
             call = self.by_endpoint_call.get(str(event.get("call")))
             if call is not None and call.media is not None:
                 side = "caller" if event.get("endpoint") == call.media.a["endpoint"] else "callee"
-                self._emit(CallDtmf(call.id, digit=str(event["digit"]), side=side,
-                                    duration_ms=int(event.get("duration_ms", 0))))
+                self.on_digit(call, str(event["digit"]), side, int(event.get("duration_ms", 0)))
+            return
+        if kind == "play.done":
+            self._media_done(event)
+            return
+        if kind == "record.done":
+            self._recording_done(event)
+            return
+        if kind == "record.encoded":
+            self._recording_encoded(event)
             return
         if event.get("event") == "rtp.timeout":
             call = self.by_endpoint_call.get(str(event.get("call")))
@@ -675,3 +697,7 @@ class B2BUA(InDialogMixin, TransferMixin):
                        "destination": c.destination, "since": round(time.time() - c.started, 1)}
                       for c in list(self.calls.values())[:100]],
         }
+
+
+def _session_id(call: Call) -> str:
+    return str(abs(hash(call.id)) % 10**9)

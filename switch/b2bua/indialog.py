@@ -12,7 +12,7 @@ from ..sip.errors import RemoteProtocolError
 from ..sip.message import Response
 from .call import Call, CallState, Fork, SessionTimer
 from .events import CallDtmf, CallUpdated
-from .sdp_anchor import anchor
+from .sdp_anchor import anchor, answer_with
 
 log = logging.getLogger("centralino.b2bua")
 
@@ -42,6 +42,8 @@ class InDialogMixin:
             except RemoteProtocolError as exc:
                 return self.core.make_response(inc, exc.status or 500, exc.reason)
         other = call.answered if fork is None else None
+        if fork is None and other is None and call.state is CallState.ANSWERED:
+            return await self._local_in_dialog(inc, call)  # the switch itself is the far end
         to_dialog = other.dialog if other is not None else call.a_dialog
         to_flow = other.flow if other is not None else call.a_flow
         if to_dialog is None or call.media is None or call.state is not CallState.ANSWERED:
@@ -50,8 +52,7 @@ class InDialogMixin:
         if req.method == "INFO":
             digit = dtmf_from_info(req)
             if digit is not None:
-                self._emit(CallDtmf(call.id, digit=digit[0], side="caller" if fork is None else "callee",
-                                    duration_ms=digit[1]))
+                self.on_digit(call, digit[0], "caller" if fork is None else "callee", digit[1])
         body = req.body
         is_sdp = req.content_type is not None and req.content_type.mime == "application/sdp"
         if body and is_sdp and fork is None:
@@ -96,15 +97,47 @@ class InDialogMixin:
             out_headers.append(("Content-Type", "application/sdp"))
         return self.core.make_response(inc, resp.status, resp.reason, headers=out_headers, body=answer)
 
-    async def _point(self, call: Call, side: str, target: Any) -> None:
-        """Send ``side``'s endpoint's audio to where that side's SDP now says."""
+    def on_digit(self, call: Call, digit: str, side: str, duration_ms: int = 0) -> None:
+        """A key from either side, whatever carried it: an event for listeners, feature codes,
+        and the caller's keys for the application answering the call."""
+        self._emit(CallDtmf(call.id, digit=digit, side=side, duration_ms=duration_ms))
+        self._feature_digit(call, digit)
+        if side == "caller":
+            call.keys().put_nowait(digit)
+
+    async def _local_in_dialog(self, inc: IncomingRequest, call: Call) -> Response:
+        """INFO, UPDATE or re-INVITE on a call the switch answered itself (IVR, conference)."""
+        req = inc.request
+        if req.method == "INFO":
+            digit = dtmf_from_info(req)
+            if digit is not None:
+                self.on_digit(call, digit[0], "caller", digit[1])
+            return self.core.make_response(inc, 200)
+        if not req.body or call.media is None:
+            return self.core.make_response(inc, 200)
+        call.caller_sdp = req.body
+        body, chosen = answer_with(req.body, self.media_ip(call.a_flow), call.media.a["port"],
+                                   session_id=str(abs(hash(call.id)) % 10**9))
+        await self._point(call, "a", audio_target_of(req.body), chosen)
+        return self.core.make_response(inc, 200, headers=[("Contact", self.core.contact_for(call.a_flow)),
+                                                          ("Content-Type", "application/sdp")], body=body)
+
+    async def _point(self, call: Call, side: str, target: Any, chosen: Any = None) -> None:
+        """Send ``side``'s endpoint's audio to where that side's SDP now says; ``chosen`` (a
+        sdp_anchor.Chosen) sets the codec that side speaks."""
         media = call.media  # the call may end (and drop its media) while we await the worker
-        if target is None or media is None:
+        if media is None or (target is None and chosen is None):
             return
         ep = getattr(media, side)
-        await media.worker.request({"cmd": "endpoint.update", "endpoint": ep["endpoint"],
-                                    "ip": target.ip, "port": target.port, "rtcp_port": target.rtcp_port,
-                                    "dtmf_pt": target.dtmf_pt})
+        update: dict[str, Any] = {"cmd": "endpoint.update", "endpoint": ep["endpoint"]}
+        if chosen is not None:
+            update.update(codec=chosen.codec, pt=chosen.pt, codecs=chosen.codecs)
+            media.codecs[side] = chosen.codec
+        if target is None:
+            await media.worker.request(update)
+            return
+        update.update(ip=target.ip, port=target.port, rtcp_port=target.rtcp_port, dtmf_pt=target.dtmf_pt)
+        await media.worker.request(update)
         # a side that offers no telephone-event sends its keys as tones: listen for them
         inband = target.dtmf_pt is None and self.plan_of().server.rtp.inband_dtmf
         await media.worker.request({"cmd": "detect", "endpoint": ep["endpoint"], "inband_dtmf": inband})

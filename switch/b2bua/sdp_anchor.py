@@ -1,17 +1,23 @@
 """SDP rewriting for media anchoring: every leg sees the media worker's address, and the codec
-list is the intersection of what the offer carries and what the relay supports."""
+list is the intersection of what the offer carries and what the media workers support.
+
+Codec choice per leg: ``chosen_codec`` reads what a leg's SDP settled on; ``offer_for_callee``
+adds the codecs we can transcode to an offer; ``answer_with`` answers an offer with exactly one
+codec (the switch terminating the media itself, or the far leg chose one this caller lacks)."""
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
 
+from ...media.codecs import KNOWN, codec_named
 from ..sip.errors import RemoteProtocolError
 from ..sip.sdp import Connection, SessionDescription, parse_sdp
 
 # Static payload types we relay, and dynamic ones by encoding name.
-STATIC = {"0": "PCMU", "8": "PCMA"}
-DYNAMIC = {"telephone-event"}
+STATIC = {"0": "PCMU", "8": "PCMA", "9": "G722"}
+DYNAMIC = {"telephone-event", "opus", "l16"}
+ALWAYS = ("PCMU", "PCMA")  # what we add to an offer to a callee: we transcode to these
 _ORIGIN_VERSION = itertools.count(1)
 # SDP attributes that describe the far end's transport and must not leak through the anchor
 _DROP = ("candidate", "ice-ufrag", "ice-pwd", "ice-options", "ice-lite", "rtcp", "end-of-candidates",
@@ -86,3 +92,99 @@ def anchor(body: bytes, ip: str, port: int, *, session_id: str) -> tuple[bytes, 
     if not found_audio:
         raise RemoteProtocolError("no audio stream in the SDP", 488)
     return out.serialize(), original
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """The codec a leg's SDP settled on (its first supported format) and its payload map."""
+
+    codec: str
+    pt: int
+    codecs: dict[int, str]  # every supported payload type of that SDP → codec name
+
+
+def chosen_codec(body: bytes) -> Chosen | None:
+    if not body:
+        return None
+    sdp = parse_sdp(body)
+    for i, m in enumerate(sdp.media):
+        if m.media != "audio" or not m.port:
+            continue
+        codecs = _codec_map(sdp, i)
+        for fmt in m.formats:
+            if fmt.isdigit() and int(fmt) in codecs:
+                return Chosen(codecs[int(fmt)], int(fmt), codecs)
+        return None
+    return None
+
+
+def _codec_map(sdp: SessionDescription, index: int) -> dict[int, str]:
+    m = sdp.media[index]
+    maps = m.rtpmaps
+    out: dict[int, str] = {}
+    for fmt in m.formats:
+        if not fmt.isdigit():
+            continue
+        pt = int(fmt)
+        name = maps[pt].encoding if pt in maps else STATIC.get(fmt)
+        info = codec_named(name) if name else None
+        if info is not None:
+            out[pt] = info.name
+    return out
+
+
+def offer_for_callee(body: bytes, ip: str, port: int, *, session_id: str) -> bytes:
+    """The caller's offer, anchored, with PCMU and PCMA appended when it lacks them: a callee
+    that has no codec in common with the caller still gets a call (the worker transcodes)."""
+    anchored, _ = anchor(body, ip, port, session_id=session_id)
+    sdp = parse_sdp(anchored)
+    for i, m in enumerate(sdp.media):
+        if m.media != "audio" or not m.port:
+            continue
+        have = set(_codec_map(sdp, i).values())
+        for name in ALWAYS:
+            info = KNOWN[name.lower()]
+            if name not in have and str(info.static_pt) not in m.formats:
+                events = [f for f in m.formats if f.isdigit() and int(f) in m.rtpmaps
+                          and m.rtpmaps[int(f)].encoding.lower() == "telephone-event"]
+                at = m.formats.index(events[0]) if events else len(m.formats)
+                m.formats.insert(at, str(info.static_pt))
+                m.lines.append(("a", f"rtpmap:{info.static_pt} {info.rtpmap}"))
+        break
+    return sdp.serialize()
+
+
+def answer_with(offer: bytes, ip: str, port: int, *, session_id: str, prefer: str | None = None) -> tuple[bytes, Chosen]:
+    """Answer ``offer`` with one codec — ``prefer`` if the offer has it, else the offer's first
+    supported one — plus telephone-event when offered; other streams are refused."""
+    sdp = parse_sdp(offer)
+    out = SessionDescription(list(sdp.lines), [])
+    out.origin = f"Centralino {session_id} {next(_ORIGIN_VERSION)} IN IP4 {ip}"
+    out.connection = Connection("IN", "IP4", ip)
+    chosen: Chosen | None = None
+    for i, m in enumerate(sdp.media):
+        lines = [(t, v) for t, v in m.lines if not (t == "a" and v.split(":", 1)[0] in _DROP) and t != "c"]
+        codecs = _codec_map(sdp, i) if m.media == "audio" and m.port else {}
+        if chosen is not None or not codecs:
+            out.media.append(type(m)(m.media, 0, m.proto, list(m.formats), None, lines))
+            continue
+        pts = [int(f) for f in m.formats if f.isdigit() and int(f) in codecs]
+        pick = next((pt for pt in pts if prefer and codecs[pt].lower() == prefer.lower()), pts[0])
+        chosen = Chosen(codecs[pick], pick, codecs)
+        info = KNOWN[codecs[pick].lower()]
+        maps = m.rtpmaps
+        events = [pt for pt, r in maps.items() if r.encoding.lower() == "telephone-event"]
+        formats = [str(pick), *(str(e) for e in events[:1])]
+        attrs = [("a", f"rtpmap:{pick} {maps[pick].serialize().split(' ', 1)[1] if pick in maps else info.rtpmap}")]
+        fmtp = m.fmtps.get(pick)
+        if fmtp:
+            attrs.append(("a", f"fmtp:{pick} {fmtp}"))
+        for e in events[:1]:
+            attrs += [("a", f"rtpmap:{e} telephone-event/8000"), ("a", f"fmtp:{e} {m.fmtps.get(e, '0-16')}")]
+        direction = {"sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}.get(m.direction, "sendrecv")
+        attrs += [("a", "ptime:20"), ("a", direction)]
+        out.media.append(type(m)("audio", port, "RTP/AVP", formats, None, attrs))
+    if chosen is None:
+        raise RemoteProtocolError("no common codec (PCMU, PCMA, G722, opus)", 488)
+    return out.serialize(), chosen
+
