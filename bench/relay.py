@@ -68,7 +68,7 @@ def _load(targets: list[tuple[int, int]], duration: float, ready: Any, go: Any, 
     result.send({"sent": sent, "received": received, "seconds": duration})
 
 
-async def run(streams: int, duration: float) -> dict[str, Any]:
+async def run(streams: int, duration: float, record: Path | None = None) -> dict[str, Any]:
     pool = MediaPool("127.0.0.1", (40000, 40000 + 4 * streams + 100), 1, lambda e: None)
     await pool.start()
     try:
@@ -90,6 +90,10 @@ async def run(streams: int, duration: float) -> dict[str, Any]:
             await w.request({"cmd": "endpoint.update", "endpoint": a["endpoint"], "ip": "127.0.0.1", "port": client_ports[2 * i]})
             await w.request({"cmd": "endpoint.update", "endpoint": b["endpoint"], "ip": "127.0.0.1", "port": client_ports[2 * i + 1]})
         pid = w.proc.pid  # type: ignore[attr-defined]
+        if record is not None:  # every call recorded, dual-channel, by the same worker
+            for i, (a, b) in enumerate(pairs):
+                await w.request({"cmd": "record.start", "a": a["endpoint"], "b": b["endpoint"],
+                                 "path": str(record / f"call{i}.wav"), "recording": f"r{i}"})
         go_w.send(True)
         cpu0, t0 = _cpu(pid), time.monotonic()
         load = await asyncio.get_running_loop().run_in_executor(None, res_r.recv)
@@ -97,11 +101,18 @@ async def run(streams: int, duration: float) -> dict[str, Any]:
         proc.join()
         stats = await w.request({"cmd": "stats"})
         loss = 1 - load["received"] / load["sent"] if load["sent"] else 1.0
+        extra: dict[str, Any] = {}
+        if record is not None:
+            seconds = [(await w.request({"cmd": "record.stop", "recording": f"r{i}"}))["seconds"]
+                       for i in range(len(pairs))]
+            # real time: each file holds as many seconds as the wall clock ran (the tick kept up)
+            extra = {"recordings": len(seconds), "recorded_s_min": min(seconds),
+                     "wall_s": round(time.monotonic() - t0, 2), "tick_ms_avg": stats["tick_ms_avg"]}
         return {
             "streams": streams, "calls_equivalent": streams, "seconds": duration,
             "offered_pps": round(load["sent"] / duration), "relayed_pps": round(stats["tx"] / duration),
             "end_to_end_loss": round(loss, 5), "worker_lost_in": stats["lost"],
-            "worker_cpu": round(cpu, 2),
+            "worker_cpu": round(cpu, 2), **extra,
         }
     finally:
         await pool.close()
@@ -119,13 +130,19 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="centralino bench relay")
     p.add_argument("--streams", type=int, nargs="+", default=[100, 250, 500])
     p.add_argument("--duration", type=float, default=20.0)
+    p.add_argument("--record", action="store_true", help="also record every call (dual-channel WAV)")
     args = p.parse_args(argv)
-    rows = [asyncio.run(run(n, args.duration)) for n in args.streams]
-    print("| calls | offered pkt/s | relayed pkt/s | end-to-end loss | worker CPU |")
-    print("|---:|---:|---:|---:|---:|")
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="centralino-rec-") as tmp:
+        rows = [asyncio.run(run(n, args.duration, Path(tmp) if args.record else None)) for n in args.streams]
+    rec = " recorded s (min) / wall s | tick ms |" if args.record else ""
+    print("| calls | offered pkt/s | relayed pkt/s | end-to-end loss | worker CPU |" + rec)
+    print("|---:|---:|---:|---:|---:|" + ("---:|---:|" if args.record else ""))
     for r in rows:
+        tail = f" {r['recorded_s_min']} / {r['wall_s']} | {r['tick_ms_avg']} |" if args.record else ""
         print(f"| {r['streams']} | {r['offered_pps']} | {r['relayed_pps']} | {r['end_to_end_loss'] * 100:.3f}% | "
-              f"{r['worker_cpu'] * 100:.0f}% |")
+              f"{r['worker_cpu'] * 100:.0f}% |" + tail)
     print(json.dumps(rows))
     return 0
 

@@ -29,9 +29,13 @@ RESULTS = Path("bench") / "results"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("scenario", nargs="?", default="register", choices=["register", "calls", "relay"])
+    p.add_argument("scenario", nargs="?", default="register",
+                   choices=["register", "calls", "relay", "mixer", "amd"])
     p.add_argument("--streams", type=int, nargs="+", default=[100, 500, 1000],
                    help="relay: concurrent calls to relay through one media worker")
+    p.add_argument("--record", action="store_true", help="relay: also record every call (dual-channel)")
+    p.add_argument("--channels", type=int, nargs="+", default=[10, 100, 1000], help="mixer: channels per tick")
+    p.add_argument("--samples", type=int, default=240, help="amd: corpus size (half human, half machine)")
     p.add_argument("--start", type=float, default=500.0, help="first rate (per second)")
     p.add_argument("--factor", type=float, default=1.5, help="rate growth between steps")
     p.add_argument("--max-rate", type=float, default=20000.0)
@@ -108,10 +112,15 @@ def bench_plan(workdir: Path, sip_port: int, api_port: int, users: list[tuple[st
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.scenario in ("mixer", "amd"):
+        from .media import main as media_main
+
+        return media_main(args)
     if args.scenario == "relay":
         from .relay import main as relay_main
 
-        return relay_main(["--streams", *map(str, args.streams), "--duration", str(args.duration)])
+        return relay_main(["--streams", *map(str, args.streams), "--duration", str(args.duration),
+                           *(["--record"] if getattr(args, "record", False) else [])])
     if sipp_binary() is None:
         print("centralino bench needs SIPp: apt-get install sip-tester", file=sys.stderr)
         return 2

@@ -174,3 +174,33 @@ def test_three_party_conference_through_sip(sw):
             assert (level > 3000) if other != me else (level < 200), (me, other, level)
     cdr = wait_for(lambda: rows(sw, "SELECT * FROM cdr WHERE leg = 'call'") if len(rows(sw, "SELECT * FROM cdr WHERE leg = 'call'")) == 3 else None, 5)
     assert {r["destination"] for r in cdr} == {"conference:demo"}
+
+
+def test_embedded_default_plan_greets_and_records_a_call_to_800(tmp_path):
+    """The plan `centralino run` uses without --config: dialling 800 from a demo extension hears
+    the greeting, and the call is recorded into recordings/."""
+    from importlib import resources
+
+    text = resources.files("centralino.config").joinpath("default.yaml").read_text("utf-8")
+    text = (text.replace("127.0.0.1:5060", "127.0.0.1:0").replace("127.0.0.1:8080", "127.0.0.1:0")
+            .replace('"sqlite:centralino.db"', f'"sqlite:{tmp_path / "c.db"}"')
+            .replace("recordings: recordings", f"recordings: \"{tmp_path / 'recordings'}\"")
+            .replace('"1001": {name: "Alice"}', '"1001": {name: "Alice", password: "pw1001"}'))
+    phone = RtpPhone("PCMU")
+    with RunningSwitch(text) as sw:
+        alice = Caller(sw.address("udp"), "1001", "pw1001")
+        alice.sdp = sdp_for(phone.address[1], "0 8 101")
+        try:
+            resp = alice.call("800")
+            assert resp is not None and resp.status == 200
+            alice._ack(alice.last_invite, resp)
+            phone.send(sine(440, 1.0, 0.1), ("127.0.0.1", media_port(resp)))
+            assert wait_for(lambda: next((m for m in iter(lambda: alice.recv(0.2), None)
+                                          if getattr(m, "method", "") == "BYE"), None), 10)
+            audio = phone.audio()
+        finally:
+            phone.close()
+        files = wait_for(lambda: list((tmp_path / "recordings").rglob("*.wav")), 5)
+    assert rms(audio) > 1000 and len(audio) / 8000 > 3.0  # welcome + goodbye ≈ 3.8 s
+    with wave.open(str(files[0])) as w:
+        assert w.getnchannels() == 2 and w.getnframes() / 8000 > 3.0
