@@ -26,6 +26,7 @@ extensions:
   "1002": {{password: pb}}
 routes:
   - {{match: {{to: "^1\\\\d{{3}}$"}}, action: {{dial: "${{to}}"}}}}
+  - {{match: {{to: "800"}}, action: {{play: "welcome"}}}}
 """
 
 
@@ -95,3 +96,51 @@ def test_two_baresip_phones_hear_each_others_tone(tmp_path):
         # vol 0.5 sine = -9 dBFS RMS; G.711 keeps it within a dB or two
         assert -12 < level_bob < -7 and -12 < level_alice < -7
         assert secs_bob > 3 and secs_alice > 3
+
+
+def test_baresip_hears_a_prompt_then_the_switch_hangs_up(tmp_path):
+    """A softphone dials 800: the switch answers, plays "Welcome to Centralino." (1.9 s of
+    espeak-ng speech) and hangs up; baresip's recording of what it received is that prompt."""
+    baresip = need_tool("baresip")
+    with NetNamespace() as ns:
+        api = free_port(1)
+        plan = tmp_path / "plan.yaml"
+        plan.write_text(PLAN.format(ip=ns.switch_ip, api=api, db=tmp_path / "c.db"))
+        d = tmp_path / "1001"
+        (d / "rec").mkdir(parents=True)
+        quiet = d / "quiet.wav"  # aufile ends the call when its source cannot be read
+        subprocess.run([need_tool("sox"), "-n", "-r", "8000", "-c", "1", "-b", "16", str(quiet), "trim", "0", "8"],
+                       check=True)
+        (d / "config").write_text(baresip_config(ns.phone_ip, 5071, str(quiet), str(d / "rec")))
+        (d / "accounts").write_text(f"<sip:1001@{ns.switch_ip}:5060;transport=udp>;auth_pass=pa;regint=0\n")
+        log = open(tmp_path / "switch.log", "wb")
+        server = subprocess.Popen(ns.cmd(sys.executable, "-m", "centralino", "run", "--config", str(plan)),
+                                  stdout=log, stderr=subprocess.STDOUT)
+        try:
+            import json
+
+            def up():
+                r = subprocess.run(ns.cmd(sys.executable, "-m", "centralino", "status", "--api",
+                                          f"127.0.0.1:{api}", "--json"), capture_output=True, text=True)
+                return r.returncode == 0 and json.loads(r.stdout)
+            assert wait_for(up, 15)
+            phone = subprocess.run(ns.cmd(baresip, "-f", str(d), "-e", "/dial 800", "-t", "6"),
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                                   timeout=20)
+            assert phone.returncode in (0, 1, -15)
+        finally:
+            server.terminate()
+            try:
+                server.wait(5)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        heard = next((d / "rec").glob("*-dec.wav"))
+        with wave.open(str(heard)) as w:
+            x = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64)
+        blocks = x[: len(x) - len(x) % 160].reshape(-1, 160)
+        voiced = np.flatnonzero(np.sqrt((blocks ** 2).mean(axis=1)) > 300)
+        log.close()
+        assert len(voiced), "baresip heard nothing:\n" + (tmp_path / "switch.log").read_text()[-3000:]
+        span = (voiced[-1] - voiced[0] + 1) * 0.02
+        assert 1.3 <= span <= 2.1, f"the prompt is ~1.9 s of speech, heard {span:.2f} s"
+        assert np.sqrt((blocks[voiced] ** 2).mean()) > 1500  # speech level, not noise

@@ -97,10 +97,11 @@ def test_prompt_route_is_heard_then_hung_up_and_recorded(sw):
     assert rms(data[:, 1]) > 1000 and level_at(data[4000:12000, 1], 700) < 200
 
 
-def test_transcoded_call_recorded_in_stereo_with_a_feature_code_pause(sw):
-    alice_rtp, bob_rtp = RtpPhone("PCMU"), RtpPhone("PCMA")
+@pytest.mark.parametrize(("codec", "pt"), [("PCMA", "8"), ("opus", "111")])
+def test_transcoded_call_recorded_in_stereo_with_a_feature_code_pause(sw, codec, pt):
+    alice_rtp, bob_rtp = RtpPhone("PCMU"), RtpPhone(codec, int(pt))
     bob = Phone(sw.address("udp"), "1002", "pw1002")
-    bob.sdp = sdp_for(bob_rtp.address[1], "8")  # Bob's phone speaks A-law only
+    bob.sdp = sdp_for(bob_rtp.address[1], pt)  # Bob's phone speaks only A-law (or only Opus)
     bob.start()
     alice = Caller(sw.address("udp"), "1001", "pw1001")
     alice.sdp = sdp_for(alice_rtp.address[1], "0 101")  # Alice's µ-law only

@@ -170,3 +170,25 @@ def test_beep_detector_needs_a_steady_pure_tone():
     rng = np.random.default_rng(1)
     assert run((rng.standard_normal(16000) * 3000).astype(np.int16)) is None  # noise is not a beep
     assert run(np.concatenate([sine(300, 0.5), np.zeros(800, np.int16)])) is None  # below 400 Hz
+
+
+@pytest.mark.parametrize(("fmt", "suffix"), [("opus", ".ogg"), ("mp3", ".mp3")])
+def test_finished_recording_reencoded_keeps_both_channels(tmp_path, fmt, suffix):
+    import av
+    from centralino.media.recorder import encode_file
+
+    rec = Recording("r", tmp_path / "call.wav", "a", "b", Layout.STEREO)
+    left, right = sine(1000, 2.0, 0.3), sine(600, 2.0, 0.3)
+    for i in range(0, 16000, 160):
+        rec.add(left[i:i + 160], right[i:i + 160])
+    rec.close()
+    out = encode_file(tmp_path / "call.wav", fmt)
+    assert out.suffix == suffix and out.exists() and not (tmp_path / "call.wav").exists()
+    with av.open(str(out)) as c:
+        stream = c.streams.audio[0]
+        resampler = av.AudioResampler(format="s16", layout="stereo", rate=8000)
+        pcm = np.concatenate([f.to_ndarray().reshape(-1, 2) for frame in c.decode(stream)
+                              for f in resampler.resample(frame)])
+    assert 1.8 < len(pcm) / 8000 < 2.3
+    body = pcm[2000:12000]
+    assert round(dominant(body[:, 0]), -1) == 1000 and round(dominant(body[:, 1]), -1) == 600
