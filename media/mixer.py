@@ -39,7 +39,7 @@ class MixPlan:
     """Index arrays for one tick's mix, rebuilt only when rooms or rows change."""
 
     def __init__(self, rooms: list[Room]) -> None:
-        rows, room_of, talks, out_rows, out_room, self_talks = [], [], [], [], [], []
+        rows, talks, out_rows, out_room, self_talks = [], [], [], [], []
         corr_dst, corr_src, corr_gain = [], [], []
         out_index: dict[str, int] = {}
         starts = []
@@ -48,7 +48,6 @@ class MixPlan:
             starts.append(len(rows))
             for ident, m in room.members.items():
                 rows.append(m.row)
-                room_of.append(r)
                 talks.append(1 if m.talks else 0)
                 if m.hears:
                     out_index[ident] = len(out_rows)
@@ -62,7 +61,6 @@ class MixPlan:
                     corr_gain.append(gain)
         self.starts = np.array(starts, np.intp)
         self.rows = np.array(rows, np.intp)
-        self.room_of = np.array(room_of, np.intp)
         self.talk_gain = np.array(talks, np.int32)[:, None]
         self.out_rows = np.array(out_rows, np.intp)
         self.out_room = np.array(out_room, np.intp)
