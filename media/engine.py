@@ -518,9 +518,9 @@ class MediaEngine:
         """One 20 ms step of the RFC 4733 digit at the head of ``ep.dtmf_out``."""
         event, left = ep.dtmf_out[0]
         assert ep.dtmf_pt is not None
-        state = getattr(ep, "_dtmf_state", None)
+        state = ep.dtmf_sending
         if state is None or state[0] is not ep.dtmf_out[0]:
-            state = ep._dtmf_state = [ep.dtmf_out[0], ep.out_ts, 0]  # type: ignore[attr-defined]
+            state = ep.dtmf_sending = [ep.dtmf_out[0], ep.out_ts, 0]
         _, start_ts, sent = state
         step = 160
         if sent < left:
@@ -536,7 +536,7 @@ class MediaEngine:
         else:
             ep.dtmf_out.pop(0)
             ep.out_ts = (start_ts + step * (left + 6)) & 0xFFFFFFFF
-            ep._dtmf_state = None  # type: ignore[attr-defined]
+            ep.dtmf_sending = None
             if not ep.dtmf_out:
                 self.emit({"event": "dtmf.sent", "endpoint": ep.id, "call": ep.call})
                 self._rewire(ep)

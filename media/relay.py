@@ -91,6 +91,7 @@ class Endpoint:
         self.inband = False
         self.terminated = False  # answered by the switch itself: comfort noise when idle
         self.dtmf_out: list[tuple[int, int]] = []  # telephone-events to send: (event, frames)
+        self.dtmf_sending: list[Any] | None = None  # the digit being sent: [head, start ts, packets]
         self.ssrc = random.getrandbits(32)
         self.out_seq = random.getrandbits(16)
         self.out_ts = random.getrandbits(32)
