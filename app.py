@@ -21,6 +21,8 @@ from .config.schema import Plan
 from .media.worker import MediaPool
 from .storage.database import Database, storage_path
 from .switch.authentication import Authenticator
+from .acd.service import AcdService
+from .ivr.engine import IvrService
 from .switch.b2bua.engine import B2BUA
 from .switch.core import IncomingRequest, SipCore
 from .switch.location import LocationService
@@ -106,6 +108,8 @@ class Switch:
             self.core, lambda: self.plan, self.location, self.auth, self.media, self.db,
             self._trunk_of, self._media_ip, rtp_timeout=rtp.timeout, trunks=self.trunks,
         )
+        self.ivr = IvrService(self.b2bua, lambda: self.plan)
+        self.acd = AcdService(self.b2bua, lambda: self.plan, self.db, self.location)
         try:
             # Bind first, so that a busy port is a plain error rather than a task-group failure.
             await self.transports.start(sip.listen_addresses)
@@ -278,6 +282,23 @@ class Switch:
             ok = await self.b2bua.set_muted(str(args.get("room")), str(args.get("call")), bool(args.get("muted", True)))
             return (200, {"ok": True}) if ok else (404, {"ok": False, "error": "no such member"})
 
+        async def queues(_: bytes) -> tuple[int, Any]:
+            return 200, self.acd.snapshot()
+
+        async def agent(body: bytes) -> tuple[int, Any]:
+            """{"agent": "1002", "action": "login|logout|pause|unpause", "reason": "lunch"}"""
+            args = json.loads(body or b"{}")
+            try:
+                a = self.acd.agent_action(str(args.get("agent", "")), str(args.get("action", "")),
+                                          str(args.get("reason", "")))
+            except KeyError as exc:
+                return 404, {"ok": False, "error": str(exc.args[0])}
+            except ValueError as exc:
+                return 409, {"ok": False, "error": str(exc)}
+            return 200, {"ok": True, "agent": a.extension, "state": a.state.value, "reason": a.pause_reason}
+
+        self.api.route("GET", "/queues", queues)
+        self.api.route("POST", "/agents", agent)
         self.api.route("GET", "/status", status)
         self.api.route("POST", "/reload", reload)
         self.api.route("GET", "/media", media)
@@ -338,6 +359,7 @@ class Switch:
         self.registrar.config = plan.server.registrar
         self.qualifier.interval = plan.server.registrar.qualify_interval
         self.trunks.plan_changed()
+        self.acd.reload(plan)
         for aor in self.location.aors():
             if aor not in plan.extensions:
                 log.info("extension %s left the plan: dropping its bindings", aor)

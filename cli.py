@@ -149,6 +149,18 @@ def cmd_route(args: argparse.Namespace) -> int:
     print(decision.describe())
     action = decision.action.model_dump(by_alias=True, exclude_none=True)
     print(f"action: {json.dumps(action)}")
+    step = decision.action
+    seen = 0
+    while step is not None and step.ivr is not None and seen < 10:  # follow IVRs, one after another
+        from .ivr.engine import dry_run
+
+        seen += 1
+        name = step.ivr
+        step, trace = asyncio.run(dry_run(plan, name, at, args.digits, {"caller": args.caller or ""}))
+        print(f"\nIVR {name} with keys {args.digits or '(none)'!r}:")
+        for line in trace:
+            print(f"  {line}")
+        print("leaves with: " + (json.dumps(step.model_dump(by_alias=True, exclude_none=True)) if step else "hang up"))
     return 0
 
 
@@ -210,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--from", dest="caller", default="", help="the caller (extension or number)")
     rt.add_argument("--source", help="'extension' or a trunk name (default: extension)")
     rt.add_argument("--at", help="ISO time, e.g. 2026-12-25T10:00:00+01:00 (default: now)")
+    rt.add_argument("--digits", default="", help="keys pressed in the IVR, one per menu/collect read; "
+                    "'-' = no key before the timeout (e.g. 7-2)")
     rt.add_argument("--config", "-c")
     rt.set_defaults(func=cmd_route)
 

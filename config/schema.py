@@ -148,6 +148,18 @@ class ConferenceConfig(Strict):
     announce: str | None = "conference-join"  # prompt played to whoever joins
 
 
+class FeatureCodes(Strict):
+    """Codes a desk phone dials (source: extension). Empty string turns one off."""
+
+    agent_login: str = "*45"
+    agent_logout: str = "*46"
+    agent_pause: str = "*47"  # *47 then a reason code: *472 = pause_reasons["2"]
+    agent_unpause: str = "*48"
+    monitor: str = "*222"  # then the agent's extension; during it 1 listen, 2 whisper, 3 barge
+    voicemail: str = "*97"  # own mailbox (PIN asked); *97 + mailbox for another one
+    pause_reasons: dict[str, str] = {"1": "break", "2": "lunch", "3": "training", "4": "meeting"}
+
+
 class ServerConfig(Strict):
     sip: SipConfig = SipConfig()
     rtp: RtpConfig = RtpConfig()
@@ -155,6 +167,7 @@ class ServerConfig(Strict):
     storage: str = "sqlite:centralino.db"
     recordings: str = "recordings"
     recording: RecordingConfig = RecordingConfig()
+    features: FeatureCodes = FeatureCodes()
     prompts: list[str] = ["prompts"]  # directories searched before the packaged prompts
     registrar: RegistrarConfig = RegistrarConfig()
     security: SecurityConfig = SecurityConfig()
@@ -188,6 +201,12 @@ class Trunk(Strict):
         return self
 
 
+def prompt_list(value: str | list[str] | None) -> list[str]:
+    """Prompts given as a list or a comma-separated string."""
+    items = value if isinstance(value, list) else (value or "").split(",")
+    return [i.strip() for i in items if i.strip()]
+
+
 class Action(Strict):
     """What a route, menu choice or fallback does. Exactly one verb per action."""
 
@@ -206,8 +225,7 @@ class Action(Strict):
 
     @property
     def prompts(self) -> list[str]:
-        items = self.play if isinstance(self.play, list) else (self.play or "").split(",")
-        return [i.strip() for i in items if i.strip()]
+        return prompt_list(self.play)
 
     @model_validator(mode="after")
     def _one_verb(self) -> Action:
@@ -280,22 +298,91 @@ class Schedule(Strict):
 
 
 class IvrClosed(Strict):
-    play: str | None = None
+    play: str | list[str] | None = None
     then: Action | None = None
 
 
+# A step in an IVR: the name of another node of the same IVR (goto), or an action that leaves it.
+Step = str | Action
+
+
+class IvrMenu(Strict):
+    prompt: str | list[str] = "menu"
+    choices: dict[str, Step]
+    timeout: float = Field(5, gt=0)  # seconds to wait for a key after the prompt
+    retries: int = Field(3, ge=0)  # repeats after a timeout or an invalid key
+    invalid: str | list[str] | None = "invalid"
+    on_fail: Step | None = None  # after the retries (default: goodbye, hang up)
+
+
+class IvrCollect(Strict):
+    prompt: str | list[str]
+    var: str  # where the digits go (${var} afterwards)
+    min_digits: int = Field(1, ge=1)
+    max_digits: int = Field(20, ge=1)
+    terminator: str = "#"
+    timeout: float = Field(5, gt=0)  # seconds for the first key and between keys
+    retries: int = Field(2, ge=0)
+    invalid: str | list[str] | None = "invalid"
+    on_fail: Step | None = None
+
+
+class IvrNode(Strict):
+    """One step of a flow; exactly one of play, menu, collect, set, if, schedule."""
+
+    play: str | list[str] | None = None
+    menu: IvrMenu | None = None
+    collect: IvrCollect | None = None
+    set: dict[str, str] | None = None  # variables: priority, language, skill.NAME, anything
+    if_: str | None = Field(None, alias="if")  # "${var} == value" (== != < > <= >= matches)
+    then: Step | None = None
+    else_: Step | None = Field(None, alias="else")
+    schedule: str | None = None
+    open: Step | None = None
+    closed: Step | None = None
+    next: Step | None = None  # after play, collect or set (none: hang up)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> IvrNode:
+        kinds = [k for k in ("play", "menu", "collect", "set", "if_", "schedule") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError("an IVR node needs exactly one of play, menu, collect, set, if, schedule "
+                             f"(got {', '.join(k.rstrip('_') for k in kinds) or 'none'})")
+        if self.if_ is not None and self.then is None:
+            raise ValueError("an 'if' node needs 'then'")
+        if self.schedule is not None and (self.open is None or self.closed is None):
+            raise ValueError("a schedule node needs 'open' and 'closed'")
+        return self
+
+
 class Ivr(Strict):
-    greeting: str | None = None
+    """Either the short form (greeting, schedule, closed, menu) or a graph of named nodes."""
+
+    greeting: str | list[str] | None = None
     schedule: str | None = None
     closed: IvrClosed | None = None
-    menu: dict[str, Action] = {}
+    prompt: str | list[str] = "menu"
+    menu: dict[str, Step] = {}
     timeout: float = Field(5, gt=0)
     retries: int = Field(3, ge=0)
+    start: str | None = None  # the first node (default: the first one listed)
+    nodes: dict[str, IvrNode] = {}
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Ivr:
+        if self.nodes and (self.menu or self.greeting or self.schedule or self.closed):
+            raise ValueError("use either nodes or the short form (greeting, schedule, closed, menu), not both")
+        if not self.nodes and not self.menu and not self.greeting:
+            raise ValueError("an IVR needs nodes, or a greeting and/or a menu")
+        if self.start is not None and self.start not in self.nodes:
+            raise ValueError(f"start node {self.start!r} is not among the nodes")
+        return self
 
 
 class Agent(Strict):
     name: str | None = None
     skills: dict[str, Annotated[int, Field(ge=0, le=10)]] = {}
+    logged_in: bool = False  # logged in at start-up (otherwise the agent dials *45)
 
 
 class Strategy(StrEnum):
@@ -308,17 +395,43 @@ class Strategy(StrEnum):
 
 
 class Announce(Strict):
-    position_every: int | None = Field(None, ge=5)
+    position_every: int | None = Field(None, ge=5)  # "you are caller number N", "about M minutes"
+    first_after: int = Field(5, ge=0)  # the first position announcement, seconds after joining
+    estimated_wait: bool = True
+    periodic: str | list[str] | None = None  # prompts repeated while waiting ("please-hold")
+    periodic_every: int = Field(60, ge=5)
+
+
+class Escalation(Strict):
+    every: int = Field(30, ge=1)  # seconds of waiting
+    step: int = Field(1, ge=1)  # each required skill level drops by this much
+
+
+class QueueCallback(Strict):
+    key: str = "*"  # the caller presses it while waiting to be called back instead
+    offer_after: int = Field(30, ge=0)  # offer it (prompt callback-offer) after this wait
 
 
 class Queue(Strict):
     strategy: Strategy = Strategy.LONGEST_IDLE
     members: list[str] = []
     ring_timeout: int = Field(15, ge=1)
+    retry: int = Field(5, ge=0)  # an agent that missed a caller is not rung for it again before
     wrapup: int = Field(10, ge=0)
+    max_no_answer: int = Field(3, ge=0)  # missed rings in a row that auto-pause an agent; 0 = off
     announce: Announce = Announce()
+    moh: str | None = "moh"  # the music on hold prompt; None: ringing tone
     max_wait: int | None = Field(None, ge=1)
-    timeout: Action | None = None
+    max_len: int | None = Field(None, ge=1)
+    join_empty: bool = True  # join when no agent is logged in (or all are paused)
+    leave_when_empty: bool = False  # leave (to overflow) when the last agent logs out or pauses
+    timeout: Action | None = None  # after max_wait (else the caller hears goodbye)
+    overflow: Action | None = None  # when full or empty (else timeout, else busy)
+    priority: int = 0  # weight against other queues sharing agents (60 s of waiting per level)
+    requires: dict[str, Annotated[int, Field(ge=0, le=10)]] = {}  # skill levels callers need
+    escalate: Escalation | None = None
+    callback: QueueCallback | None = None
+    service_level: int = Field(20, ge=1)  # seconds: "answered within" for service level
     record: bool = False
 
 
@@ -360,6 +473,13 @@ def cross_references(plan: Plan) -> list[tuple[tuple, str]]:
     errors: list[tuple[tuple, str]] = []
     prompts = PromptCache([Path(d) for d in plan.server.prompts])
 
+    def check_prompts(names: list[str], path: tuple) -> None:
+        for prompt in names:
+            try:
+                prompts.load(prompt) if prompt.startswith(("tone:", "silence/")) else prompts.resolve(prompt)
+            except PromptError as exc:
+                errors.append((path, str(exc)))
+
     def check_action(action: Action | None, path: tuple) -> None:
         if action is None:
             return
@@ -372,11 +492,7 @@ def cross_references(plan: Plan) -> list[tuple[tuple, str]]:
         for t in trunks:
             if t not in plan.trunks:
                 errors.append(((*path, "trunk"), f"unknown trunk {t!r}"))
-        for prompt in action.prompts:
-            try:
-                prompts.load(prompt) if prompt.startswith(("tone:", "silence/")) else prompts.resolve(prompt)
-            except PromptError as exc:
-                errors.append(((*path, "play"), str(exc)))
+        check_prompts(action.prompts, (*path, "play"))
         check_action(action.else_, (*path, "else"))
         check_action(action.then, (*path, "then"))
 
@@ -386,17 +502,18 @@ def cross_references(plan: Plan) -> list[tuple[tuple, str]]:
         if sched is not None and sched not in plan.schedules:
             errors.append((("routes", i, "match", "schedule"), f"unknown schedule {sched!r}"))
     for name, ivr in plan.ivr.items():
-        if ivr.schedule is not None and ivr.schedule not in plan.schedules:
-            errors.append((("ivr", name, "schedule"), f"unknown schedule {ivr.schedule!r}"))
-        for digit, action in ivr.menu.items():
-            check_action(action, ("ivr", name, "menu", digit))
-        if ivr.closed:
-            check_action(ivr.closed.then, ("ivr", name, "closed", "then"))
+        check_ivr(plan, name, ivr, check_action, check_prompts, errors)
     for name, queue in plan.queues.items():
+        if queue.moh:
+            check_prompts([queue.moh], ("queues", name, "moh"))
+        periodic = queue.announce.periodic
+        check_prompts([periodic] if isinstance(periodic, str) else list(periodic or []),
+                      ("queues", name, "announce", "periodic"))
         for i, member in enumerate(queue.members):
             if member not in plan.extensions:
                 errors.append((("queues", name, "members", i), f"unknown extension {member!r}"))
         check_action(queue.timeout, ("queues", name, "timeout"))
+        check_action(queue.overflow, ("queues", name, "overflow"))
     for name in plan.agents:
         if name not in plan.extensions:
             errors.append((("agents", name), f"agent {name!r} is not an extension"))
@@ -406,3 +523,45 @@ def cross_references(plan: Plan) -> list[tuple[tuple, str]]:
         if camp.trunk is not None and camp.trunk not in plan.trunks:
             errors.append((("campaigns", name, "trunk"), f"unknown trunk {camp.trunk!r}"))
     return errors
+
+
+def check_ivr(plan: Plan, name: str, ivr: Ivr, check_action, check_prompts, errors: list) -> None:  # type: ignore[no-untyped-def]
+    """Every node an IVR names exists, every prompt, queue and schedule it uses is known."""
+    base = ("ivr", name)
+
+    def step(value: Step | None, path: tuple) -> None:
+        if isinstance(value, str):
+            if value not in ivr.nodes:
+                errors.append((path, f"unknown IVR node {value!r}" + ("" if ivr.nodes else
+                                                                       " (the short form has no nodes)")))
+        else:
+            check_action(value, path)
+
+    def schedule(sched: str | None, path: tuple) -> None:
+        if sched is not None and sched not in plan.schedules:
+            errors.append((path, f"unknown schedule {sched!r}"))
+
+    schedule(ivr.schedule, (*base, "schedule"))
+    check_prompts(prompt_list(ivr.greeting), (*base, "greeting"))
+    if ivr.menu:
+        check_prompts(prompt_list(ivr.prompt), (*base, "prompt"))
+    for digit, choice in ivr.menu.items():
+        step(choice, (*base, "menu", digit))
+    if ivr.closed:
+        check_prompts(prompt_list(ivr.closed.play), (*base, "closed", "play"))
+        check_action(ivr.closed.then, (*base, "closed", "then"))
+    for node_name, node in ivr.nodes.items():
+        path = (*base, "nodes", node_name)
+        check_prompts(prompt_list(node.play), (*path, "play"))
+        schedule(node.schedule, (*path, "schedule"))
+        for key in ("then", "else_", "open", "closed", "next"):
+            step(getattr(node, key), (*path, key.rstrip("_")))
+        for sub, spec in (("menu", node.menu), ("collect", node.collect)):
+            if spec is None:
+                continue
+            check_prompts(prompt_list(spec.prompt), (*path, sub, "prompt"))
+            check_prompts(prompt_list(spec.invalid), (*path, sub, "invalid"))
+            step(spec.on_fail, (*path, sub, "on_fail"))
+        if node.menu is not None:
+            for digit, choice in node.menu.choices.items():
+                step(choice, (*path, "menu", "choices", digit))

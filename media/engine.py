@@ -195,6 +195,15 @@ class MediaEngine:
         self._ensure_tick()
         return {"recording": ident, "path": str(rec.path)}
 
+    def cmd_record_update(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """The right channel becomes ``b`` (a queue call: IVR and music first, then the agent)."""
+        rec = self.recordings[cmd["recording"]]
+        right = self.endpoints[cmd["b"]]
+        rec.right = right.id
+        rec.meta.update(cmd.get("meta") or {})
+        self._need(right, "record", True)
+        return {"recording": rec.id}
+
     def cmd_record_pause(self, cmd: dict[str, Any]) -> dict[str, Any]:
         rec = self.recordings[cmd["recording"]]
         rec.paused = bool(cmd.get("paused", True))

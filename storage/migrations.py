@@ -84,4 +84,39 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX recordings_started ON recordings (started);
         """,
     ),
+    (
+        4,
+        """
+        CREATE TABLE queue_log (
+            id        INTEGER PRIMARY KEY AUTOINCREMENT,
+            at        REAL NOT NULL,
+            call_id   TEXT NOT NULL DEFAULT '',
+            queue     TEXT NOT NULL DEFAULT '',
+            agent     TEXT NOT NULL DEFAULT '',
+            event     TEXT NOT NULL,
+            caller    TEXT NOT NULL DEFAULT '',
+            did       TEXT NOT NULL DEFAULT '',
+            position  INTEGER,
+            wait      REAL,
+            talk      REAL,
+            reason    TEXT NOT NULL DEFAULT '',
+            state     TEXT NOT NULL DEFAULT '',
+            prev      TEXT NOT NULL DEFAULT '',
+            seconds   REAL
+        );
+        CREATE INDEX queue_log_at ON queue_log (at);
+        CREATE INDEX queue_log_call ON queue_log (call_id);
+        CREATE TABLE voicemail (
+            id        INTEGER PRIMARY KEY AUTOINCREMENT,
+            mailbox   TEXT NOT NULL,
+            caller    TEXT NOT NULL DEFAULT '',
+            call_id   TEXT NOT NULL DEFAULT '',
+            at        REAL NOT NULL,
+            seconds   REAL NOT NULL DEFAULT 0,
+            path      TEXT NOT NULL,
+            heard     INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX voicemail_box ON voicemail (mailbox, heard);
+        """,
+    ),
 ]

@@ -104,6 +104,7 @@ class Fork:
     late_ack: Any = None  # that ACK once sent (re-sent on a retransmitted 2xx)
     transfer_of: Fork | None = None  # set on the new leg of a transfer: the transferor's leg
     refer: Any = None  # the transferor's REFER, for its NOTIFYs
+    attempt: Any = None  # connect.RingAttempt when an application rings an extension
 
     # the transaction layer reports here
     def on_response(self, txn: Any, response: Any) -> None:
@@ -151,6 +152,7 @@ class Call:
     recording_id: str | None = None
     recording_agent: str = ""
     recording_paused: bool = False
+    vars: dict[str, str] = field(default_factory=dict)  # set by the IVR (priority, skill.X, language, …)
     typed: list[tuple[str, float]] = field(default_factory=list)  # recent keys, for feature codes
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     _keys: asyncio.Queue[str] | None = None

@@ -49,6 +49,7 @@ from .events import (
     CallRinging,
     CallTrying,
 )
+from .connect import ConnectMixin
 from .indialog import InDialogMixin, _session_expires, audio_target_of
 from .media_ops import MediaOpsMixin
 from .sdp_anchor import anchor, answer_with, chosen_codec, offer_for_callee
@@ -61,7 +62,7 @@ DEFAULT_RING_TIMEOUT = 60
 _PREFERENCE = {486: 0, 600: 0, 603: 1, 488: 2, 480: 3, 408: 4, 404: 5}
 
 
-class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin):
+class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin):
     def __init__(
         self,
         core: SipCore,
@@ -89,6 +90,8 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin):
         self.dialogs: dict[tuple[str, str, str], tuple[Call, Fork | None]] = {}
         self.by_endpoint_call: dict[str, Call] = {}
         self.applications: dict[str, Callable[[Call, Action], Any]] = {}  # ivr, queue, voicemail, …
+        # feature codes dialled from extensions (*45 agent login, ...): code → handler(call, rest)
+        self.features: dict[str, Callable[[Call, str], Any]] = {}
         self._init_media_ops()
         self.applications["play"] = self.play_action
         self.applications["conference"] = self.conference
@@ -152,7 +155,11 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin):
                  decision.reasons[-1])
         self._emit(CallTrying(call.id, caller=caller, called=called, source=source))
         try:
-            await self._execute(call, decision.action)
+            feature = self._feature_for(called) if source == "extension" else None
+            if feature is not None:
+                await feature[0](call, feature[1])
+            else:
+                await self._execute(call, decision.action)
         except RemoteProtocolError as exc:
             await self._fail(call, exc.status or 400, exc.reason)
         except Exception:
@@ -160,10 +167,23 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin):
             await self._fail(call, 500, "internal error")
         return None
 
+    async def execute(self, call: Call, action: Action) -> None:
+        """Run a plan action on a call (applications hand calls on with it)."""
+        await self._execute(call, action)
+
+    def _feature_for(self, called: str) -> tuple[Callable[[Call, str], Any], str] | None:
+        """The handler of the longest feature code ``called`` starts with, and the digits after it."""
+        for code in sorted(self.features, key=len, reverse=True):
+            if code and called.startswith(code):
+                return self.features[code], called[len(code):]
+        return None
+
     async def _execute(self, call: Call, action: Action) -> None:
         call.fallback = action.else_
         if action.hangup is not None:
             await self._fail(call, action.hangup, "by the routing plan")
+        elif action.dial is not None and call.state is CallState.ANSWERED:
+            await self.connect_answered(call, action)  # from an IVR or a prompt: ring, then bridge
         elif action.dial is not None:
             await self._dial_extensions(call, action)
         elif action.trunk is not None:
@@ -294,6 +314,9 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin):
         if fork.transfer_of is not None:
             self._transfer_progress(fork, resp)
             return
+        if fork.attempt is not None:
+            self._attempt_progress(fork, resp)
+            return
         call = fork.call
         status = resp.status
         if status < 200:
@@ -321,6 +344,10 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin):
             self.core.spawn(self._dial_failed(call, fork.status, q850_for(fork.status)))
 
     def on_fork_timeout(self, fork: Fork, txn: Any) -> None:
+        if fork.attempt is not None:
+            if fork.state in (ForkState.CALLING, ForkState.EARLY):
+                self._attempt_leg_failed(fork, 408)
+            return
         if fork.state in (ForkState.CALLING, ForkState.EARLY):
             fork.state = ForkState.DONE
             fork.status = fork.status or 408
@@ -467,7 +494,11 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin):
         await self._fail(call, status, None, cause)
 
     async def _fail(self, call: Call, status: int, why: str | None, cause: int | None = None) -> None:
-        """Answer the caller with a final failure and finish the call."""
+        """Answer the caller with a final failure and finish the call (hang up an answered one)."""
+        if call.state is CallState.ANSWERED:
+            log.info("call %s: %s (%d), hanging up", call.id, why or "failed", status)
+            await self.hangup(call, by="switch", cause=cause or q850_for(status))
+            return
         call.final_status = status
         call.cause = cause or q850_for(status)
         call.hangup_by = call.hangup_by or "switch"

@@ -36,6 +36,13 @@ class CallAnswered(CallEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class CallConnected(CallEvent):
+    """A call the switch had answered (IVR, queue) is now bridged to ``destination``."""
+
+    destination: str
+
+
+@dataclass(frozen=True, slots=True)
 class CallUpdated(CallEvent):
     method: str
     held: bool

@@ -103,6 +103,7 @@ class MediaOpsMixin:
             log.warning("call %s: cannot play %s: %s", call.id, names, reply.get("error"))
             return {"reason": "error", "error": reply.get("error")}
         if not wait:
+            self._waiters.pop(ident, None)  # nobody awaits its end
             return {"reason": "started", "playback": ident}
         try:
             return await fut

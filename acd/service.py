@@ -1,0 +1,388 @@
+"""The ACD in the running switch: the ``queue`` application (a caller waits with music and
+announcements until the distributor hands it an agent, then is bridged to the agent's phone),
+agent feature codes (*45 login, *46 logout, *47 pause, *48 unpause), the queue log, and the
+real-time figures. Decisions are the Distributor's (acd/distributor.py); this module only turns
+them into SIP legs, prompts and rows, and keeps one timer for the distributor's next deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config.schema import Action, Plan, Queue
+from ..storage.queue_log import QueueEvent, insert_statements
+from ..switch.b2bua.call import Call, CallState
+from .distributor import Distributor, QueueRejected
+from .models import Agent, AgentState, Caller, Offer
+from .stats import summarize
+
+log = logging.getLogger("centralino.acd")
+
+
+@dataclass(eq=False)
+class Waiting:
+    """A caller's session in a queue: the distributor's entry plus what wakes the session."""
+
+    call: Call
+    caller: Caller
+    signals: asyncio.Queue[Offer | str] = field(default_factory=asyncio.Queue)  # offers, "timeout", "empty"
+    hold: asyncio.Future[None] | None = None  # music and announcements
+
+
+class AcdService:
+    def __init__(self, b2bua: Any, plan_of: Callable[[], Plan], db: Any, location: Any) -> None:
+        self.b2bua = b2bua
+        self.plan_of = plan_of
+        self.db = db
+        self.location = location
+        self.waiting: dict[str, Waiting] = {}  # call id → session
+        self.events: list[QueueEvent] = []  # since start, for the real-time view
+        self._timer: asyncio.TimerHandle | None = None
+        self._aht: dict[str, float] = {}  # queue → moving average handling time (wait estimates)
+        self.distributor = self._build(plan_of())
+        b2bua.applications["queue"] = self.queue_app
+        self.install_features()
+
+    # -- plan ------------------------------------------------------------------------------------------
+    def _build(self, plan: Plan, previous: Distributor | None = None) -> Distributor:
+        members: dict[str, set[str]] = {}
+        for qname, q in plan.queues.items():
+            for ext in q.members:
+                members.setdefault(ext, set()).add(qname)
+        agents = []
+        now = time.time()
+        for ext, queues in members.items():
+            cfg = plan.agents.get(ext)
+            old = previous.agents.get(ext) if previous is not None else None
+            agent = old or Agent(ext)
+            agent.queues, agent.skills = queues, dict(cfg.skills) if cfg else {}
+            agents.append(agent)
+        dist = Distributor(plan.queues, agents, reachable=self._reachable)
+        if previous is not None:
+            for name, line in previous.waiting.items():
+                if name in dist.waiting:
+                    dist.waiting[name] = line
+            dist._rr_last = previous._rr_last
+        else:
+            for agent in agents:
+                cfg = plan.agents.get(agent.extension)
+                if cfg is not None and cfg.logged_in:
+                    dist.login(agent.extension, now)
+        return dist
+
+    def reload(self, plan: Plan) -> None:
+        self.distributor = self._build(plan, self.distributor)
+        self.install_features()
+        self.kick()
+
+    def install_features(self) -> None:
+        codes = self.plan_of().server.features
+        features = self.b2bua.features
+        for attr, handler in (("agent_login", self._login_code), ("agent_logout", self._logout_code),
+                              ("agent_pause", self._pause_code), ("agent_unpause", self._unpause_code)):
+            features.pop(getattr(codes, attr, ""), None)
+            if getattr(codes, attr):
+                features[getattr(codes, attr)] = handler
+
+    def _reachable(self, ext: str) -> bool:
+        return bool(self.location.lookup(ext, time.time()))
+
+    # -- the queue application -----------------------------------------------------------------------
+    async def queue_app(self, call: Call, action: Action) -> None:
+        name = str(action.queue)
+        plan = self.plan_of()
+        rules = plan.queues[name]
+        if call.state is not CallState.ANSWERED:
+            call.record = call.record or rules.record
+            await self.b2bua.answer_locally(call, destination=f"queue:{name}")
+        elif rules.record and call.recording_id is None:
+            call.record = True  # recorded from the agent's answer (see B2BUA.bridge)
+        if call.state is not CallState.ANSWERED:
+            return
+        now = time.time()
+        caller = Caller(call.id, name, now, caller=call.caller, did=call.did,
+                        priority=int(call.vars.get("priority", 0) or 0),
+                        requires={k.removeprefix("skill."): int(v) for k, v in call.vars.items()
+                                  if k.startswith("skill.") and str(v).isdigit()})
+        try:
+            position = self.distributor.enqueue(caller, now)
+        except QueueRejected as exc:
+            self._log(QueueEvent(now, exc.reason.upper(), call.id, name, caller=call.caller, did=call.did))
+            log.info("call %s: queue %s is %s", call.id, name, exc.reason)
+            await self._leave(call, rules.overflow or rules.timeout)
+            return
+        self._log(QueueEvent(now, "ENTER", call.id, name, caller=call.caller, did=call.did, position=position))
+        log.info("call %s entered queue %s at position %d", call.id, name, position)
+        session = Waiting(call, caller)
+        self.waiting[call.id] = session
+        session.hold = asyncio.ensure_future(self._entertain(session, rules))
+        try:
+            await self._wait_for_agent(session, rules)
+        finally:
+            session.hold.cancel()
+            self.waiting.pop(call.id, None)
+            self.distributor.remove(caller, time.time())
+            self.kick()
+
+    async def _wait_for_agent(self, session: Waiting, rules: Queue) -> None:
+        call, caller = session.call, session.caller
+        name = caller.queue
+        self.kick()
+        while True:
+            signal = await self._next_signal(session)
+            now = time.time()
+            if signal is None:  # the caller hung up while waiting
+                pos = self.distributor.remove(caller, now)
+                self._log(QueueEvent(now, "ABANDON", call.id, name, caller=caller.caller, did=caller.did,
+                                     position=pos, wait=round(now - caller.entered, 3),
+                                     reason=str(caller.entry_position)))
+                log.info("call %s abandoned queue %s at position %d after %.1fs", call.id, name, pos,
+                         now - caller.entered)
+                return
+            if isinstance(signal, str):  # timeout or empty
+                self._log(QueueEvent(now, signal.upper(), call.id, name, caller=caller.caller, did=caller.did,
+                                     position=caller.entry_position, wait=round(now - caller.entered, 3)))
+                await self._leave(call, rules.timeout if signal == "timeout" else (rules.overflow or rules.timeout))
+                return
+            if await self._offer(session, signal, rules):
+                return
+
+    async def _next_signal(self, session: Waiting) -> Offer | str | None:
+        getter = asyncio.ensure_future(session.signals.get())
+        ended = asyncio.ensure_future(session.call.ended.wait())
+        try:
+            await asyncio.wait({getter, ended}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+            if not getter.done():
+                getter.cancel()
+        if session.call.state is CallState.ENDED:
+            return None
+        return getter.result()
+
+    async def _offer(self, session: Waiting, offer: Offer, rules: Queue) -> bool:
+        """Ring the offered agents; True when the caller was connected (and the call is over)."""
+        call, caller = session.call, session.caller
+        name = caller.queue
+        rung = time.time()
+        for ext in offer.agents:
+            self._log(QueueEvent(rung, "RING", call.id, name, ext, caller.caller, caller.did,
+                                 position=self.distributor.position(caller)))
+        result = await self.b2bua.ring(call, list(offer.agents), rules.ring_timeout)
+        now = time.time()
+        if call.state is CallState.ENDED:  # the caller hung up while agents rang: not their miss
+            pos = self.distributor.remove(caller, now)
+            self._log(QueueEvent(now, "ABANDON", call.id, name, caller=caller.caller, did=caller.did,
+                                 position=pos, wait=round(now - caller.entered, 3), reason=str(caller.entry_position)))
+            self._flush_changes()
+            return True
+        if isinstance(result, int):
+            for ext in offer.agents:
+                paused = self.distributor.missed(caller, ext, now)
+                self._log(QueueEvent(now, "RINGNOANSWER", call.id, name, ext, caller.caller, caller.did,
+                                     reason=str(result)))
+                if paused:
+                    log.info("agent %s auto-paused after %d missed rings", ext, rules.max_no_answer)
+            self._flush_changes()
+            self.kick()
+            return False
+        ext = result.destination.removeprefix("extension:")
+        self.distributor.answered(caller, ext, now)  # agents rung with it (ringall) are free again
+        wait = now - caller.entered
+        self._log(QueueEvent(now, "CONNECT", call.id, name, ext, caller.caller, caller.did,
+                             position=caller.entry_position, wait=round(wait, 3),
+                             reason=f"{now - rung:.3f}"))
+        self.waiting.pop(call.id, None)
+        if session.hold is not None:
+            session.hold.cancel()
+        self.kick()
+        if not await self.b2bua.bridge(call, result):
+            self.distributor.call_ended(ext, time.time())
+            self._flush_changes()
+            return True
+        log.info("call %s from queue %s connected to agent %s after %.1fs", call.id, name, ext, wait)
+        await call.ended.wait()
+        end = time.time()
+        talk = end - now
+        self._aht[name] = talk if name not in self._aht else 0.8 * self._aht[name] + 0.2 * talk
+        self._log(QueueEvent(end, "COMPLETE", call.id, name, ext, caller.caller, caller.did,
+                             wait=round(wait, 3), talk=round(talk, 3),
+                             reason="agent" if call.hangup_by == "callee" else call.hangup_by or "caller"))
+        self.distributor.call_ended(ext, end)
+        self._flush_changes()
+        self.kick()
+        return True
+
+    async def _leave(self, call: Call, action: Action | None) -> None:
+        if call.state is not CallState.ANSWERED:
+            return
+        await self.b2bua.stop_playing(call)
+        if action is not None:
+            await self.b2bua._execute(call, action)
+        else:
+            await self.b2bua.play(call, ["goodbye"])
+            await self.b2bua.hangup(call, by="switch")
+
+    # -- what the caller hears while waiting ------------------------------------------------------------
+    async def _entertain(self, session: Waiting, rules: Queue) -> None:
+        """Music on hold, interrupted by position / estimated-wait and periodic announcements."""
+        call, caller = session.call, session.caller
+        ann = rules.announce
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        next_position = start + ann.first_after if ann.position_every else None
+        periodic = [ann.periodic] if isinstance(ann.periodic, str) else list(ann.periodic or [])
+        next_periodic = start + ann.periodic_every if periodic else None
+        while call.state is CallState.ANSWERED:
+            await self._hold_music(call, rules)
+            due = [t for t in (next_position, next_periodic) if t is not None]
+            if not due:
+                await call.ended.wait()
+                return
+            await asyncio.sleep(max(0.0, min(due) - loop.time()))
+            now = loop.time()
+            prompts: list[str] = []
+            if next_position is not None and now >= next_position - 0.01:
+                prompts += self.position_prompts(caller, rules)
+                next_position = now + float(ann.position_every or 0)
+            if next_periodic is not None and now >= next_periodic - 0.01:
+                prompts += periodic
+                next_periodic = now + ann.periodic_every
+            if prompts:
+                await self.b2bua.play(call, prompts)
+
+    async def _hold_music(self, call: Call, rules: Queue) -> None:
+        items = [rules.moh] if rules.moh else ["tone:425/1000", "silence/4000"]  # ringback (ETSI)
+        await self.b2bua.play(call, items, loop=True, wait=False)
+
+    def position_prompts(self, caller: Caller, rules: Queue) -> list[str]:
+        position = self.distributor.position(caller)
+        if not position:
+            return []
+        out = ["position", *_number(position), "in-queue"] if position <= 20 else []
+        if rules.announce.estimated_wait and caller.queue in self._aht:
+            staffed = [a for a in self.distributor.logged_in(caller.queue) if a.state is not AgentState.PAUSED]
+            minutes = round(position * self._aht[caller.queue] / max(1, len(staffed)) / 60)
+            out += ["wait-minutes", *_number(minutes), "minutes"] if 0 < minutes <= 20 else (
+                ["wait-minutes", "less-than-a-minute"] if minutes == 0 else [])
+        return out
+
+    # -- the distributor's decisions and timer ----------------------------------------------------------
+    def kick(self) -> None:
+        """Let the distributor match free agents and waiting callers, then re-arm its timer."""
+        now = time.time()
+        for caller in self.distributor.leave_when_empty():
+            session = self.waiting.get(caller.call_id)
+            if session is not None:
+                self.distributor.remove(caller, now)
+                session.signals.put_nowait("empty")
+        for offer in self.distributor.assign(now):
+            session = self.waiting.get(offer.caller.call_id)
+            if session is None:
+                self.distributor.remove(offer.caller, now)
+                continue
+            session.signals.put_nowait(offer)
+        self._flush_changes()
+        self._arm()
+
+    def _arm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        at = self.distributor.get_timer()
+        if at is not None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(max(0.0, at - time.time()) + 0.001, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        for caller in self.distributor.handle_timer(time.time()):
+            session = self.waiting.get(caller.call_id)
+            if session is not None:
+                session.signals.put_nowait("timeout")
+        self.kick()
+
+    # -- agents ------------------------------------------------------------------------------------------
+    def agent_action(self, ext: str, action: str, reason: str = "") -> Agent:
+        """login / logout / pause / unpause, from a feature code or the API."""
+        if ext not in self.distributor.agents:
+            raise KeyError(f"{ext} is not a member of any queue")
+        now = time.time()
+        d = self.distributor
+        handler = {"login": lambda: d.login(ext, now), "logout": lambda: d.logout(ext, now),
+                   "pause": lambda: d.pause(ext, reason, now), "unpause": lambda: d.unpause(ext, now)}.get(action)
+        if handler is None:
+            raise ValueError(f"unknown agent action {action!r}")
+        agent = handler()
+        log.info("agent %s: %s%s → %s", ext, action, f" ({reason})" if reason else "", agent.state.value)
+        self._flush_changes()
+        self.kick()
+        return agent
+
+    async def _agent_code(self, call: Call, action: str, reason: str, prompt: str) -> None:
+        await self.b2bua.answer_locally(call, destination=f"feature:agent-{action}")
+        try:
+            self.agent_action(call.caller, action, reason)
+        except (KeyError, ValueError) as exc:
+            log.info("agent code from %s refused: %s", call.caller, exc)
+            prompt = "invalid"
+        await self.b2bua.play(call, [prompt])
+        await self.b2bua.hangup(call, by="switch")
+
+    async def _login_code(self, call: Call, rest: str) -> None:
+        await self._agent_code(call, "login", "", "agent-logged-in")
+
+    async def _logout_code(self, call: Call, rest: str) -> None:
+        await self._agent_code(call, "logout", "", "agent-logged-out")
+
+    async def _pause_code(self, call: Call, rest: str) -> None:
+        reasons = self.plan_of().server.features.pause_reasons
+        await self._agent_code(call, "pause", reasons.get(rest, rest or "break"), "agent-paused")
+
+    async def _unpause_code(self, call: Call, rest: str) -> None:
+        await self._agent_code(call, "unpause", "", "agent-unpaused")
+
+    # -- log and figures -----------------------------------------------------------------------------------
+    def _flush_changes(self) -> None:
+        for ch in self.distributor.drain_changes():
+            self._log(QueueEvent(ch.at, "AGENT", agent=ch.agent, state=ch.state.value, prev=ch.previous.value,
+                                 seconds=round(ch.seconds, 3), reason=ch.reason if ch.state is AgentState.PAUSED else ""))
+
+    def _log(self, event: QueueEvent) -> None:
+        self.events.append(event)
+        if self.db is not None:
+            self.b2bua.core.spawn(self.db.write(insert_statements([event])))
+
+    def snapshot(self) -> dict[str, Any]:
+        """Real-time figures per queue and agent (what a wallboard shows)."""
+        now = time.time()
+        plan = self.plan_of()
+        midnight = time.mktime(time.localtime(now)[:3] + (0, 0, 0, 0, 0, -1))
+        today = [e for e in self.events if e.at >= midnight]
+        thresholds = {n: q.service_level for n, q in plan.queues.items()}
+        by_queue = {r["queue"]: r for r in summarize(today, "queue", thresholds=thresholds)}
+        queues = {}
+        for name in plan.queues:
+            queues[name] = {**self.distributor.queue_snapshot(name, now),
+                            **{k: v for k, v in by_queue.get(name, {}).items() if k != "queue"}}
+        agents = {}
+        for ext, a in self.distributor.agents.items():
+            agents[ext] = {
+                "state": a.state.value, "since": round(now - a.since, 1), "pause_reason": a.pause_reason,
+                "queues": sorted(a.queues), "calls": a.answered, "missed_rings": a.missed,
+                "talk": round(a.time_in(AgentState.ON_CALL, now), 1),
+                "wrapup": round(a.time_in(AgentState.WRAPUP, now), 1),
+                "paused": round(a.time_in(AgentState.PAUSED, now), 1),
+                "ready": round(a.time_in(AgentState.AVAILABLE, now), 1),
+            }
+        return {"queues": queues, "agents": agents}
+
+
+def _number(n: int) -> list[str]:
+    """Prompts saying ``n`` (0–20 are recorded whole)."""
+    return [f"digit-{n}"] if 0 <= n <= 20 else [f"digit-{d}" for d in str(n)]

@@ -1,0 +1,154 @@
+"""IVR and queues end to end: a SIPp "carrier" calls the 8-800 DID and presses RFC 2833 keys
+(SIPp's DTMF pcaps); agents are SIPp UAS phones registered as extensions. The switch's clock for
+opening hours is frozen; the queue log, the CDR and the real-time view are checked."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from centralino.bench.sipp import run_sipp, start_sipp
+from helpers import RunningSwitch, SipClient, free_port, need_tool, plan_text, wait_for
+from sipp_ivr import ivr_caller
+
+ROME = ZoneInfo("Europe/Rome")
+MONDAY_10 = datetime(2026, 11, 23, 10, 0, tzinfo=ROME)
+SUNDAY_10 = datetime(2026, 11, 22, 10, 0, tzinfo=ROME)
+
+PLAN = """\
+trunks:
+  carrier: {{host: 127.0.0.10, port: 5999, allow_from: ["127.0.0.10/32"], dids: ["88005553535"], qualify: 0}}
+schedules:
+  office: {{timezone: Europe/Rome, open: {{mon-fri: "09:00-18:00"}}, holidays: ["2026-12-25"]}}
+routes:
+  - {{match: {{to: "88005553535"}}, action: {{ivr: main}}}}
+ivr:
+  main:
+    greeting: welcome
+    schedule: office
+    closed: {{play: closed}}
+    menu: {{"1": {{queue: sales}}, "2": {{queue: support}}}}
+    timeout: 2
+    retries: 2
+agents:
+  "1002": {{logged_in: true}}
+  "1003": {{logged_in: true}}
+  "1004": {{logged_in: {login4}}}
+queues:
+  sales: {{strategy: {strategy}, members: ["1002", "1003", "1004"], ring_timeout: 3, wrapup: {wrapup},
+          retry: 1, max_no_answer: 2, announce: {{position_every: 5, first_after: 1}}}}
+  support: {{strategy: round-robin, members: ["1003"], ring_timeout: 3, wrapup: 0}}
+"""
+EXTS = "extensions:\n" + "".join(f'  "{n}": {{password: "pw{n}"}}\n' for n in (1001, 1002, 1003, 1004))
+
+
+def start(tmp_path, strategy="longest-idle", wrapup=0, login4="false"):
+    need_tool("sipp")
+    text = plan_text(tmp_path, PLAN.format(strategy=strategy, wrapup=wrapup, login4=login4), extensions=EXTS)
+    text = text.replace("  security:", '  rtp: {ports: "36000-36999", workers: 1}\n  security:')
+    sw = RunningSwitch(text)
+    sw.__enter__()
+    sw.tmp = tmp_path
+    return sw
+
+
+@pytest.fixture
+def sw(tmp_path):
+    s = start(tmp_path)
+    yield s
+    s.stop()
+
+
+def freeze(sw, when):
+    def setter():
+        sw.switch.ivr.clock = lambda: when
+    sw.call(setter)
+
+
+def agent_phone(sw, ext, tmp_path, calls=1, scenario="uas_echo.xml"):
+    """A SIPp UAS that answers and echoes RTP, registered as ``ext``."""
+    port = free_port()
+    uas = start_sipp(scenario, local_ip="127.0.0.1", port=port, media_port=free_port(), count=calls,
+                     extra=["-rtp_echo"], log_dir=tmp_path)
+    reg = SipClient(sw.address("udp")).register_with_auth(ext, f"pw{ext}", contact=f"<sip:{ext}@127.0.0.1:{port}>")
+    assert reg.status == 200
+    return uas
+
+
+def call_in(sw, tmp_path, keys, hold_ms, *, switch_hangs_up=False, name="caller.xml", wait=True):
+    scenario = ivr_caller(tmp_path / name, keys, hold_ms=hold_ms, switch_hangs_up=switch_hangs_up)
+    target = "{}:{}".format(*sw.address("udp"))
+    return run_sipp(scenario, target, rate=1, count=1, local_ip="127.0.0.10",
+                    extra=["-s", "88005553535", "-key", "caller", "84951234567", "-mp", str(free_port())],
+                    timeout=60)
+
+
+def queue_log(sw):
+    conn = sqlite3.connect(sw.tmp / "centralino.db")
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute("SELECT * FROM queue_log WHERE event != 'AGENT' ORDER BY id")]
+    finally:
+        conn.close()
+
+
+def cdr(sw):
+    conn = sqlite3.connect(sw.tmp / "centralino.db")
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute("SELECT * FROM cdr WHERE leg = 'call' ORDER BY id")]
+    finally:
+        conn.close()
+
+
+def test_open_hours_menu_to_queue_to_agent(sw, tmp_path):
+    freeze(sw, MONDAY_10)
+    agent = agent_phone(sw, "1002", tmp_path)
+    res = call_in(sw, tmp_path, [(300, "1")], hold_ms=4000)
+    assert res.successful == 1, res.errors
+    assert agent.wait(10) == 0
+    events = wait_for(lambda: (ev := queue_log(sw)) and ev[-1]["event"] == "COMPLETE" and ev, 10)
+    kinds = [e["event"] for e in events]
+    assert kinds[:3] == ["ENTER", "RING", "CONNECT"] and kinds[-1] == "COMPLETE"
+    assert events[0]["queue"] == "sales" and events[0]["did"] == "88005553535" and events[0]["caller"] == "84951234567"
+    assert events[2]["agent"] == "1002"
+    row = wait_for(lambda: cdr(sw), 5)[0]
+    assert row["destination"] == "extension:1002" and row["disposition"] == "ANSWERED"
+    snap = sw.call(lambda: _snapshot(sw))
+    assert snap["queues"]["sales"]["answered"] == 1 and snap["queues"]["sales"]["offered"] == 1
+    assert snap["agents"]["1002"]["calls"] == 1
+
+
+async def _snapshot(sw):
+    return sw.switch.acd.snapshot()
+
+
+def test_closed_hours_play_closed_and_hang_up(sw, tmp_path):
+    freeze(sw, SUNDAY_10)
+    res = call_in(sw, tmp_path, [], hold_ms=0, switch_hangs_up=True)
+    assert res.successful == 1, res.errors
+    row = wait_for(lambda: cdr(sw), 5)[0]
+    assert row["hangup_by"] == "switch" and row["destination"].startswith("ivr:main")
+    assert queue_log(sw) == []
+    assert row["talk_seconds"] > 2.0  # the closed message was played (about 3 s)
+
+
+def test_invalid_keys_are_retried_then_a_valid_one_routes(sw, tmp_path):
+    freeze(sw, MONDAY_10)
+    agent = agent_phone(sw, "1003", tmp_path)
+    # 7 is not on the menu (the invalid prompt plays), then 2 = support
+    res = call_in(sw, tmp_path, [(300, "7"), (4500, "2")], hold_ms=3000)
+    assert res.successful == 1, res.errors
+    agent.wait(10)
+    events = wait_for(lambda: (ev := queue_log(sw)) and ev[-1]["event"] == "COMPLETE" and ev, 10)
+    assert events[0]["queue"] == "support" and events[2]["agent"] == "1003"
+
+
+def test_no_valid_key_after_retries_says_goodbye(sw, tmp_path):
+    freeze(sw, MONDAY_10)
+    res = call_in(sw, tmp_path, [(300, "7"), (3000, "8"), (3000, "9")], hold_ms=0, switch_hangs_up=True)
+    assert res.successful == 1, res.errors
+    row = wait_for(lambda: cdr(sw), 5)[0]
+    assert row["hangup_by"] == "switch" and queue_log(sw) == []
