@@ -15,14 +15,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from .acd.service import AcdService
 from .api.server import ApiServer
 from .config.loader import LoadedPlan, PlanInvalid, load_plan
 from .config.schema import Plan
+from .ivr.engine import IvrService
 from .media.worker import MediaPool
 from .storage.database import Database, storage_path
 from .switch.authentication import Authenticator
-from .acd.service import AcdService
-from .ivr.engine import IvrService
 from .switch.b2bua.engine import B2BUA
 from .switch.core import IncomingRequest, SipCore
 from .switch.location import LocationService

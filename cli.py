@@ -1,4 +1,4 @@
-"""The `centralino` command: run, check, status, reload, bench."""
+"""The `centralino` command: run, check, status, reload, route, cdr, erlang, report, bench."""
 
 from __future__ import annotations
 
@@ -185,6 +185,58 @@ def cmd_cdr(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_erlang(args: argparse.Namespace) -> int:
+    """Agents needed for a service-level target (Erlang C, workload = calls x handling time)."""
+    from .acd.erlang import agents_needed, parse_target, staffing
+
+    try:
+        level, seconds = parse_target(args.target_sl)
+        need = agents_needed(args.calls_per_hour, args.aht, level, seconds, args.max_occupancy)
+    except ValueError as exc:
+        print(f"centralino erlang: {exc}", file=sys.stderr)
+        return 2
+    print(f"workload: {args.calls_per_hour:g} calls/h x {args.aht:g} s = {need.erlangs:.2f} Erlangs")
+    print(f"agents needed for {args.target_sl}: {need.agents}"
+          + (f" on the phones; {int(-(-need.agents // (1 - args.shrinkage)))} scheduled with "
+             f"{100 * args.shrinkage:.0f}% shrinkage" if args.shrinkage else ""))
+    print("| agents | P(wait) | service level | ASA s | occupancy |\n|---:|---:|---:|---:|---:|")
+    for n in range(max(1, need.agents - 3), need.agents + 4):
+        s = staffing(n, args.calls_per_hour, args.aht, seconds)
+        mark = " ←" if n == need.agents else ""
+        asa = f"{s.asa:.1f}" if s.asa != float("inf") else "∞"
+        print(f"| {n}{mark} | {100 * s.wait_probability:.1f}% | {100 * s.service_level:.1f}% | {asa} "
+              f"| {100 * s.occupancy:.1f}% |")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Queue and agent statistics from the queue log, as CSV (or a table)."""
+    from datetime import datetime
+
+    from .acd.stats import summarize, to_csv
+    from .storage.database import storage_path
+    from .storage.queue_log import load
+
+    plan = _plan_or_exit(args.config)
+
+    def ts(text: str | None) -> float | None:
+        if not text:
+            return None
+        try:
+            return float(text)
+        except ValueError:
+            return datetime.fromisoformat(text).timestamp()
+
+    events = load(args.db or storage_path(plan.server.storage), ts(args.since), ts(args.until))
+    if args.queue:
+        calls = {e.call_id for e in events if e.queue == args.queue}
+        events = [e for e in events if e.call_id in calls or (e.event == "AGENT" and not args.by == "queue")]
+    thresholds = {n: q.service_level for n, q in plan.queues.items()}
+    rows = summarize(events, args.by, interval=args.interval * 60, thresholds=thresholds)
+    sys.stdout.write(to_csv(rows) if args.format == "csv" else json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench.runner import main as bench_main
 
@@ -234,6 +286,25 @@ def build_parser() -> argparse.ArgumentParser:
     cd.add_argument("--legs", action="store_true", help="one row per leg too, not only per call")
     cd.add_argument("--config", "-c")
     cd.set_defaults(func=cmd_cdr)
+
+    er = sub.add_parser("erlang", help="Erlang C: agents needed for a service level")
+    er.add_argument("--calls-per-hour", type=float, required=True)
+    er.add_argument("--aht", type=float, required=True, help="average handling time (talk + wrap-up), seconds")
+    er.add_argument("--target-sl", default="80/20", help="percent answered / within seconds (default 80/20)")
+    er.add_argument("--max-occupancy", type=float, default=1.0, help="e.g. 0.85: at least this many idle")
+    er.add_argument("--shrinkage", type=float, default=0.0, help="e.g. 0.3: breaks, training, absence")
+    er.set_defaults(func=cmd_erlang)
+
+    rp = sub.add_parser("report", help="queue/agent statistics from the queue log, as CSV")
+    rp.add_argument("--by", choices=["queue", "agent", "interval", "did", "source", "disposition"], default="queue")
+    rp.add_argument("--interval", type=int, default=60, help="minutes per row with --by interval")
+    rp.add_argument("--queue", help="only this queue's calls")
+    rp.add_argument("--since", help="ISO time or epoch seconds")
+    rp.add_argument("--until", help="ISO time or epoch seconds")
+    rp.add_argument("--format", choices=["csv", "json"], default="csv")
+    rp.add_argument("--db", help="the SQLite file (default: the plan's storage)")
+    rp.add_argument("--config", "-c")
+    rp.set_defaults(func=cmd_report)
 
     b = sub.add_parser("bench", help="SIPp benchmarks (see bench/)")
     from .bench.runner import add_arguments

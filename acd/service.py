@@ -362,8 +362,8 @@ class AcdService:
         """Real-time figures per queue and agent (what a wallboard shows)."""
         now = time.time()
         plan = self.plan_of()
-        midnight = time.mktime(time.localtime(now)[:3] + (0, 0, 0, 0, 0, -1))
-        today = [e for e in self.events if e.at >= midnight]
+        midnight = time.mktime((*time.localtime(now)[:3], 0, 0, 0, 0, 0, -1))
+        self.events = today = [e for e in self.events if e.at >= midnight]  # older days are in SQLite
         thresholds = {n: q.service_level for n, q in plan.queues.items()}
         by_queue = {r["queue"]: r for r in summarize(today, "queue", thresholds=thresholds)}
         queues = {}

@@ -18,7 +18,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from ..acd.distributor import Distributor
-from ..acd.erlang import parse_target, staffing
+from ..acd.erlang import agents_needed, parse_target, staffing
 from ..acd.models import Agent, Caller
 from ..config.schema import Queue
 
@@ -123,8 +123,16 @@ def markdown(results: list[SimResult]) -> str:
 
 def main(args: argparse.Namespace) -> int:
     level, seconds = parse_target(args.target_sl)
-    results = [simulate(n, args.calls_per_hour, args.aht, seconds, args.calls, seed=args.seed)
-               for n in args.agents]
+    needed = agents_needed(args.calls_per_hour, args.aht, level, seconds)
+    print(f"Erlang C: {args.calls_per_hour:g} calls/h x {args.aht:g} s = {needed.erlangs:.1f} Erlangs; "
+          f"{needed.agents} agents reach {args.target_sl} (SL {100 * needed.service_level:.1f}%)")
+    counts = args.agents or [needed.agents - 2, needed.agents, needed.agents + 3, needed.agents + 8]
+    results = []
+    for n in counts:
+        if n <= needed.erlangs:
+            print(f"{n} agents cannot carry {needed.erlangs:.1f} Erlangs: the queue grows without bound, skipped")
+            continue
+        results.append(simulate(n, args.calls_per_hour, args.aht, seconds, args.calls, seed=args.seed))
     print(markdown(results))
     if args.json:
         print(json.dumps([asdict(r) for r in results], indent=2))

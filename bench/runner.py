@@ -30,7 +30,14 @@ RESULTS = Path("bench") / "results"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", nargs="?", default="register",
-                   choices=["register", "calls", "relay", "mixer", "amd"])
+                   choices=["register", "calls", "relay", "mixer", "amd", "acd"])
+    p.add_argument("--agents", type=int, nargs="*", default=[], help="acd: agent counts (default: around Erlang C's)")
+    p.add_argument("--calls-per-hour", type=float, default=1500.0, help="acd: arrival rate")
+    p.add_argument("--aht", type=float, default=180.0, help="acd: average handling time, seconds")
+    p.add_argument("--target-sl", default="80/20", help="acd: service level target, percent/seconds")
+    p.add_argument("--calls", type=int, default=500000, help="acd: simulated calls per agent count")
+    p.add_argument("--seed", type=int, default=1, help="acd: random seed")
+    p.add_argument("--json", action="store_true", help="acd: also print the results as JSON")
     p.add_argument("--streams", type=int, nargs="+", default=[100, 500, 1000],
                    help="relay: concurrent calls to relay through one media worker")
     p.add_argument("--record", action="store_true", help="relay: also record every call (dual-channel)")
@@ -112,6 +119,10 @@ def bench_plan(workdir: Path, sip_port: int, api_port: int, users: list[tuple[st
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.scenario == "acd":
+        from .acd_sim import main as acd_main
+
+        return acd_main(args)
     if args.scenario in ("mixer", "amd"):
         from .media import main as media_main
 

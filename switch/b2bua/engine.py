@@ -40,6 +40,7 @@ from .call import (
     SessionTimer,
     q850_for,
 )
+from .connect import ConnectMixin
 from .events import (
     CallAnswered,
     CallDisconnected,
@@ -49,7 +50,6 @@ from .events import (
     CallRinging,
     CallTrying,
 )
-from .connect import ConnectMixin
 from .indialog import InDialogMixin, _session_expires, audio_target_of
 from .media_ops import MediaOpsMixin
 from .sdp_anchor import anchor, answer_with, chosen_codec, offer_for_callee

@@ -152,3 +152,40 @@ def test_no_valid_key_after_retries_says_goodbye(sw, tmp_path):
     assert res.successful == 1, res.errors
     row = wait_for(lambda: cdr(sw), 5)[0]
     assert row["hangup_by"] == "switch" and queue_log(sw) == []
+
+
+def test_agent_logs_in_with_star45_and_wrapup_delays_the_next_call(tmp_path):
+    from helpers import Caller
+
+    sw = start(tmp_path, wrapup=3)
+    try:
+        freeze(sw, MONDAY_10)
+        agent = agent_phone(sw, "1004", tmp_path, calls=2)  # 1002 and 1003 are logged in, not registered
+        assert sw.call(lambda: _snapshot(sw))["agents"]["1004"]["state"] == "logged-out"
+        phone = Caller(sw.address("udp"), "1004", "pw1004")
+        ok = phone.call("*45")
+        assert ok is not None and ok.status == 200
+        phone._ack(phone.last_invite, ok)
+        bye = wait_for(lambda: (m := phone.recv(0.5)) is not None and getattr(m, "method", "") == "BYE" and m, 10)
+        phone.send(_ok(bye))
+        assert sw.call(lambda: _snapshot(sw))["agents"]["1004"]["state"] == "available"
+        for i in range(2):
+            res = call_in(sw, tmp_path, [(300, "1")], hold_ms=6000, name=f"c{i}.xml")
+            assert res.successful == 1, res.errors
+        assert agent.wait(10) == 0
+        events = wait_for(lambda: (ev := [e for e in queue_log(sw) if e["event"] in ("CONNECT", "COMPLETE")])
+                          and len(ev) == 4 and ev, 15)
+        assert [e["agent"] for e in events] == ["1004"] * 4
+        first_complete, second_connect = events[1]["at"], events[2]["at"]
+        # the second caller entered the queue while 1004 was in wrap-up: it waited for the end of it
+        assert second_connect - first_complete >= 2.9
+    finally:
+        sw.stop()
+
+
+def _ok(req):
+    lines = ["SIP/2.0 200 OK"]
+    for name in ("Via", "From", "To", "Call-ID", "CSeq"):
+        for value in req.header_values(name):
+            lines.append(f"{name}: {value}")
+    return ("\r\n".join([*lines, "Content-Length: 0", "", ""])).encode()
