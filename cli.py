@@ -230,7 +230,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     events = load(args.db or storage_path(plan.server.storage), ts(args.since), ts(args.until))
     if args.queue:
         calls = {e.call_id for e in events if e.queue == args.queue}
-        events = [e for e in events if e.call_id in calls or (e.event == "AGENT" and not args.by == "queue")]
+        events = [e for e in events if e.call_id in calls or (e.event == "AGENT" and args.by != "queue")]
     thresholds = {n: q.service_level for n, q in plan.queues.items()}
     rows = summarize(events, args.by, interval=args.interval * 60, thresholds=thresholds)
     sys.stdout.write(to_csv(rows) if args.format == "csv" else json.dumps(rows, indent=2) + "\n")
