@@ -78,11 +78,7 @@ class ConnectMixin:
         status = resp.status
         if status < 200:
             if status > 100:
-                fork.provisional = True
-                if fork.cancel_pending:
-                    self._cancel_fork(fork)
-                elif fork.state is ForkState.CALLING:
-                    fork.state = ForkState.EARLY
+                self._fork_provisional(fork)
             return
         if status >= 300:
             self._attempt_leg_failed(fork, status)

@@ -343,6 +343,17 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin):
         if call.state is CallState.RINGING and not call.live_forks():
             self.core.spawn(self._dial_failed(call, fork.status, q850_for(fork.status)))
 
+    def _fork_provisional(self, fork: Fork) -> bool:
+        """A 1xx (not 100) on a leg: CANCEL it now if that was pending; True if it just became early."""
+        fork.provisional = True
+        if fork.cancel_pending:
+            self._cancel_fork(fork)
+            return False
+        if fork.state is ForkState.CALLING:
+            fork.state = ForkState.EARLY
+            return True
+        return False
+
     def on_fork_timeout(self, fork: Fork, txn: Any) -> None:
         if fork.attempt is not None:
             if fork.state in (ForkState.CALLING, ForkState.EARLY):

@@ -158,13 +158,8 @@ class TransferMixin:
         assert transferor is not None
         status = resp.status
         if status < 200:
-            if status > 100:
-                new.provisional = True
-                if new.cancel_pending:
-                    self._cancel_fork(new)
-                elif new.state is ForkState.CALLING:
-                    new.state = ForkState.EARLY
-                    self._notify(transferor, f"SIP/2.0 {status} {resp.reason}", terminated=False)
+            if status > 100 and self._fork_provisional(new):
+                self._notify(transferor, f"SIP/2.0 {status} {resp.reason}", terminated=False)
             return
         if status >= 300:
             new.state, new.status = ForkState.DONE, status
