@@ -17,6 +17,7 @@ from typing import Any
 from ..config.schema import Action, Plan, Queue
 from ..storage.queue_log import QueueEvent, insert_statements
 from ..switch.b2bua.call import Call, CallState
+from ..switch.b2bua.media_ops import RINGBACK
 from .distributor import Distributor, QueueRejected
 from .models import Agent, AgentState, Caller, Offer
 from .stats import summarize
@@ -137,12 +138,7 @@ class AcdService:
             signal = await self._next_signal(session)
             now = time.time()
             if signal is None:  # the caller hung up while waiting
-                pos = self.distributor.remove(caller, now)
-                self._log(QueueEvent(now, "ABANDON", call.id, name, caller=caller.caller, did=caller.did,
-                                     position=pos, wait=round(now - caller.entered, 3),
-                                     reason=str(caller.entry_position)))
-                log.info("call %s abandoned queue %s at position %d after %.1fs", call.id, name, pos,
-                         now - caller.entered)
+                self._abandoned(caller, now)
                 return
             if isinstance(signal, str):  # timeout or empty
                 self._log(QueueEvent(now, signal.upper(), call.id, name, caller=caller.caller, did=caller.did,
@@ -176,9 +172,7 @@ class AcdService:
         result = await self.b2bua.ring(call, list(offer.agents), rules.ring_timeout)
         now = time.time()
         if call.state is CallState.ENDED:  # the caller hung up while agents rang: not their miss
-            pos = self.distributor.remove(caller, now)
-            self._log(QueueEvent(now, "ABANDON", call.id, name, caller=caller.caller, did=caller.did,
-                                 position=pos, wait=round(now - caller.entered, 3), reason=str(caller.entry_position)))
+            self._abandoned(caller, now)
             self._flush_changes()
             return True
         if isinstance(result, int):
@@ -218,12 +212,19 @@ class AcdService:
         self.kick()
         return True
 
+    def _abandoned(self, caller: Caller, now: float) -> None:
+        pos = self.distributor.remove(caller, now)
+        self._log(QueueEvent(now, "ABANDON", caller.call_id, caller.queue, caller=caller.caller, did=caller.did,
+                             position=pos, wait=round(now - caller.entered, 3), reason=str(caller.entry_position)))
+        log.info("call %s abandoned queue %s at position %d after %.1fs", caller.call_id, caller.queue, pos,
+                 now - caller.entered)
+
     async def _leave(self, call: Call, action: Action | None) -> None:
         if call.state is not CallState.ANSWERED:
             return
         await self.b2bua.stop_playing(call)
         if action is not None:
-            await self.b2bua._execute(call, action)
+            await self.b2bua.execute(call, action)
         else:
             await self.b2bua.play(call, ["goodbye"])
             await self.b2bua.hangup(call, by="switch")
@@ -257,7 +258,7 @@ class AcdService:
                 await self.b2bua.play(call, prompts)
 
     async def _hold_music(self, call: Call, rules: Queue) -> None:
-        items = [rules.moh] if rules.moh else ["tone:425/1000", "silence/4000"]  # ringback (ETSI)
+        items = [rules.moh] if rules.moh else RINGBACK
         await self.b2bua.play(call, items, loop=True, wait=False)
 
     def position_prompts(self, caller: Caller, rules: Queue) -> list[str]:

@@ -6,10 +6,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sqlite3
 from dataclasses import asdict, dataclass, fields
 
-from .database import Statement
+from .database import Statement, read_rows
 
 DISPOSITIONS = ("ANSWERED", "NO ANSWER", "BUSY", "FAILED", "CANCELLED", "CONGESTION")
 
@@ -48,27 +47,17 @@ def insert_statements(records: list[CdrRecord]) -> list[Statement]:
 
 
 def query(path: str, since: float | None = None, until: float | None = None, legs: bool = False) -> list[dict]:
-    conn = sqlite3.connect(path)
-    conn.row_factory = sqlite3.Row
-    try:
-        sql = "SELECT * FROM cdr WHERE 1=1"
-        params: list[object] = []
-        if not legs:
-            sql += " AND leg = 'call'"
-        if since is not None:
-            sql += " AND start >= ?"
-            params.append(since)
-        if until is not None:
-            sql += " AND start < ?"
-            params.append(until)
-        sql += " ORDER BY start, id"
-        return [dict(r) for r in conn.execute(sql, params)]
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            return []
-        raise
-    finally:
-        conn.close()
+    sql = "SELECT * FROM cdr WHERE 1=1"
+    params: list[object] = []
+    if not legs:
+        sql += " AND leg = 'call'"
+    if since is not None:
+        sql += " AND start >= ?"
+        params.append(since)
+    if until is not None:
+        sql += " AND start < ?"
+        params.append(until)
+    return read_rows(path, sql + " ORDER BY start, id", params)
 
 
 def export(rows: list[dict], fmt: str) -> str:

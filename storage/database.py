@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,21 @@ def storage_path(url: str) -> str:
     if url.startswith("sqlite:"):
         return url[len("sqlite:"):]
     return url
+
+
+def read_rows(path: str, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    """A read-only query for command-line tools (cdr, report); a database not migrated yet
+    (no such table) reads as empty."""
+    conn = sqlite3.connect(path)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute(sql, params)]
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []
+        raise
+    finally:
+        conn.close()
 
 
 class Database:

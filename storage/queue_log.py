@@ -3,10 +3,9 @@ abandoned, ...; an agent changed state), the source of every queue and agent sta
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, fields
 
-from .database import Statement
+from .database import Statement, read_rows
 
 
 @dataclass(frozen=True)
@@ -36,14 +35,5 @@ def insert_statements(events: list[QueueEvent]) -> list[Statement]:
 
 
 def load(path: str, since: float | None = None, until: float | None = None) -> list[QueueEvent]:
-    conn = sqlite3.connect(path)
-    try:
-        sql = f"SELECT {', '.join(COLUMNS)} FROM queue_log WHERE at >= ? AND at < ? ORDER BY at, id"
-        rows = conn.execute(sql, (since or 0.0, until or 1e12)).fetchall()
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            return []
-        raise
-    finally:
-        conn.close()
-    return [QueueEvent(*row) for row in rows]
+    sql = f"SELECT {', '.join(COLUMNS)} FROM queue_log WHERE at >= ? AND at < ? ORDER BY at, id"
+    return [QueueEvent(**row) for row in read_rows(path, sql, (since or 0.0, until or 1e12))]

@@ -40,7 +40,7 @@ from .call import (
     SessionTimer,
     q850_for,
 )
-from .connect import ConnectMixin
+from .connect import ConnectMixin, dial_targets
 from .events import (
     CallAnswered,
     CallDisconnected,
@@ -199,7 +199,7 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin):
     # -- dialling -------------------------------------------------------------------------------
     async def _dial_extensions(self, call: Call, action: Action) -> None:
         plan = self.plan_of()
-        targets = [t.strip() for t in (action.dial or "").replace("&", ",").split(",") if t.strip()]
+        targets = dial_targets(action)
         unknown = [t for t in targets if t not in plan.extensions]
         if unknown and len(unknown) == len(targets):
             await self._fail(call, 404, f"no extension {unknown[0]}")

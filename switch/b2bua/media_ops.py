@@ -28,6 +28,7 @@ from .sdp_anchor import answer_with
 
 log = logging.getLogger("centralino.b2bua")
 
+RINGBACK = ["tone:425/1000", "silence/4000"]  # what a caller hears while we ring someone (ETSI)
 JOIN_TONE = "tone:1000/120"
 LEAVE_TONE = "tone:500/120"
 
