@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import sys
 from datetime import UTC
 from typing import Any
@@ -197,7 +198,7 @@ def cmd_erlang(args: argparse.Namespace) -> int:
         return 2
     print(f"workload: {args.calls_per_hour:g} calls/h x {args.aht:g} s = {need.erlangs:.2f} Erlangs")
     print(f"agents needed for {args.target_sl}: {need.agents}"
-          + (f" on the phones; {int(-(-need.agents // (1 - args.shrinkage)))} scheduled with "
+          + (f" on the phones; {math.ceil(round(need.agents / (1 - args.shrinkage), 6))} scheduled with "
              f"{100 * args.shrinkage:.0f}% shrinkage" if args.shrinkage else ""))
     print("| agents | P(wait) | service level | ASA s | occupancy |\n|---:|---:|---:|---:|---:|")
     for n in range(max(1, need.agents - 3), need.agents + 4):

@@ -21,6 +21,7 @@ from ..sip.uri import URI
 from .call import Call, CallState, Fork, ForkState, SessionTimer, q850_for
 from .events import CallConnected
 from .indialog import _session_expires, audio_target_of
+from .media_ops import RINGBACK
 from .sdp_anchor import chosen_codec
 
 log = logging.getLogger("centralino.b2bua")
@@ -35,6 +36,11 @@ class RingAttempt:
     forks: list[Fork] = field(default_factory=list)
     result: asyncio.Future[Fork | int] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     answer: Response | None = None
+
+
+def dial_targets(action: Any) -> list[str]:
+    """The extensions of ``dial: "1001,1002"`` (``&`` works too)."""
+    return [t.strip() for t in (action.dial or "").replace("&", ",").split(",") if t.strip()]
 
 
 class ConnectMixin:
@@ -151,14 +157,13 @@ class ConnectMixin:
     async def connect_answered(self, call: Call, action: Any) -> None:
         """``dial`` from a call the switch answered (IVR exit, ``play`` then ``dial``): the
         caller hears ringback while the extensions ring; no answer takes the ``else`` action."""
-        targets = [t.strip() for t in (action.dial or "").replace("&", ",").split(",") if t.strip()]
+        targets = dial_targets(action)
         known = [t for t in targets if t in self.plan_of().extensions]
-        await self.play(call, ["tone:425/1000", "silence/4000"], loop=True, wait=False)
+        await self.play(call, RINGBACK, loop=True, wait=False)
         result = await self.ring(call, known, action.timeout or 30) if known else 404
         if call.state is not CallState.ANSWERED:
             return
         if not isinstance(result, int):
-            call.destination = ",".join(targets)
             await self.bridge(call, result)
             return
         await self.stop_playing(call)

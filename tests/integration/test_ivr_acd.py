@@ -4,7 +4,10 @@ opening hours is frozen; the queue log, the CDR and the real-time view are check
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import subprocess
+import sys
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -29,7 +32,7 @@ ivr:
     greeting: welcome
     schedule: office
     closed: {{play: closed}}
-    menu: {{"1": {{queue: sales}}, "2": {{queue: support}}}}
+    menu: {{"1": {{queue: sales}}, "2": {{queue: support}}, "0": {{dial: "1002", timeout: 5}}}}
     timeout: 2
     retries: 2
 agents:
@@ -38,7 +41,7 @@ agents:
   "1004": {{logged_in: {login4}}}
 queues:
   sales: {{strategy: {strategy}, members: ["1002", "1003", "1004"], ring_timeout: 3, wrapup: {wrapup},
-          retry: 1, max_no_answer: 2, announce: {{position_every: 5, first_after: 1}}}}
+          retry: 1, max_no_answer: 2, announce: {{position_every: 5, first_after: 1}}, record: true}}
   support: {{strategy: round-robin, members: ["1003"], ring_timeout: 3, wrapup: 0}}
 """
 EXTS = "extensions:\n" + "".join(f'  "{n}": {{password: "pw{n}"}}\n' for n in (1001, 1002, 1003, 1004))
@@ -85,22 +88,21 @@ def call_in(sw, tmp_path, keys, hold_ms, *, switch_hangs_up=False, name="caller.
                     timeout=60)
 
 
-def queue_log(sw):
+def rows(sw, sql):
     conn = sqlite3.connect(sw.tmp / "centralino.db")
     conn.row_factory = sqlite3.Row
     try:
-        return [dict(r) for r in conn.execute("SELECT * FROM queue_log WHERE event != 'AGENT' ORDER BY id")]
+        return [dict(r) for r in conn.execute(sql)]
     finally:
         conn.close()
+
+
+def queue_log(sw):
+    return rows(sw, "SELECT * FROM queue_log WHERE event != 'AGENT' ORDER BY id")
 
 
 def cdr(sw):
-    conn = sqlite3.connect(sw.tmp / "centralino.db")
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute("SELECT * FROM cdr WHERE leg = 'call' ORDER BY id")]
-    finally:
-        conn.close()
+    return rows(sw, "SELECT * FROM cdr WHERE leg = 'call' ORDER BY id")
 
 
 def test_open_hours_menu_to_queue_to_agent(sw, tmp_path):
@@ -119,6 +121,41 @@ def test_open_hours_menu_to_queue_to_agent(sw, tmp_path):
     snap = sw.call(lambda: _snapshot(sw))
     assert snap["queues"]["sales"]["answered"] == 1 and snap["queues"]["sales"]["offered"] == 1
     assert snap["agents"]["1002"]["calls"] == 1
+    # the queue records: the recording started at the IVR's answer and took the agent as its right side
+    rec = wait_for(lambda: rows(sw, "SELECT * FROM recordings"), 5)[0]
+    assert rec["agent"] == "1002" and rec["channels"] == 2 and rec["call_id"] == row["call_id"]
+    assert row["recording"] == rec["path"]
+    # the same figures from the command line, out of SQLite
+    report = subprocess.run([sys.executable, "-m", "centralino", "report", "--db", str(sw.tmp / "centralino.db"),
+                             "--by", "agent", "--format", "json"], capture_output=True, text=True, check=True)
+    by_agent = {r["agent"]: r for r in json.loads(report.stdout)}
+    assert by_agent["1002"]["answered"] == 1 and by_agent["1002"]["talk"] > 2
+    csv_out = subprocess.run([sys.executable, "-m", "centralino", "report", "--db", str(sw.tmp / "centralino.db")],
+                             capture_output=True, text=True, check=True).stdout.splitlines()
+    assert csv_out[0].startswith("queue,offered,answered,abandoned") and csv_out[1].startswith("sales,1,1,0")
+
+
+def test_menu_zero_dials_an_extension_from_the_ivr(sw, tmp_path):
+    freeze(sw, MONDAY_10)
+    phone = agent_phone(sw, "1002", tmp_path)
+    res = call_in(sw, tmp_path, [(300, "0")], hold_ms=3000)
+    assert res.successful == 1, res.errors
+    assert phone.wait(10) == 0
+    row = wait_for(lambda: cdr(sw), 5)[0]
+    assert row["destination"] == "extension:1002" and row["disposition"] == "ANSWERED" and queue_log(sw) == []
+
+
+def test_agents_api_pauses_and_queues_api_reports(sw):
+    from centralino.api.server import call_api
+
+    status, body = call_api(sw.api, "POST", "/agents", json.dumps(
+        {"agent": "1002", "action": "pause", "reason": "lunch"}).encode())
+    assert status == 200 and body["state"] == "paused" and body["reason"] == "lunch"
+    status, body = call_api(sw.api, "GET", "/queues")
+    assert status == 200 and body["agents"]["1002"]["state"] == "paused"
+    assert body["queues"]["sales"]["agents"]["paused"] == 1 and body["queues"]["sales"]["waiting"] == 0
+    assert call_api(sw.api, "POST", "/agents", b'{"agent": "1001", "action": "login"}')[0] == 404
+    assert call_api(sw.api, "POST", "/agents", b'{"agent": "1004", "action": "pause"}')[0] == 409
 
 
 async def _snapshot(sw):

@@ -209,3 +209,13 @@ def test_the_simulation_agrees_with_erlang_c():
     r = simulate(14, 200, 180, 20, calls=30000, seed=5)
     assert abs(r.service_level - r.erlang_service_level) < 0.03
     assert abs(r.wait_probability - r.erlang_wait_probability) < 0.03
+
+
+def test_erlang_command(capsys):
+    from centralino.cli import main
+
+    assert main(["erlang", "--calls-per-hour", "200", "--aht", "180", "--target-sl", "80/20", "--shrinkage", "0.3"]) == 0
+    out = capsys.readouterr().out
+    assert "10.00 Erlangs" in out and "agents needed for 80/20: 14 on the phones; 20 scheduled" in out
+    assert "| 14 ← | 17.4% | 88.8% |" in out
+    assert main(["erlang", "--calls-per-hour", "200", "--aht", "180", "--target-sl", "eighty"]) == 2
