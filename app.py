@@ -13,6 +13,7 @@ import secrets
 import signal
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from .acd.service import AcdService
@@ -110,6 +111,7 @@ class Switch:
         )
         self.ivr = IvrService(self.b2bua, lambda: self.plan)
         self.acd = AcdService(self.b2bua, lambda: self.plan, self.db, self.location)
+        await self._restore_schedule_overrides()
         try:
             # Bind first, so that a busy port is a plain error rather than a task-group failure.
             await self.transports.start(sip.listen_addresses)
@@ -297,6 +299,20 @@ class Switch:
                 return 409, {"ok": False, "error": str(exc)}
             return 200, {"ok": True, "agent": a.extension, "state": a.state.value, "reason": a.pause_reason}
 
+        async def schedules(body: bytes) -> tuple[int, Any]:
+            """GET: each schedule's state now; POST {"schedule": "office", "mode": "open|closed|auto"}."""
+            if body:
+                args = json.loads(body)
+                name, mode = str(args.get("schedule", "")), str(args.get("mode", ""))
+                if name not in self.plan.schedules:
+                    return 404, {"ok": False, "error": f"no schedule {name!r}"}
+                if mode not in ("open", "closed", "auto"):
+                    return 400, {"ok": False, "error": "mode is open, closed or auto"}
+                await self._force_schedule(name, mode)
+            return 200, self.schedule_states()
+
+        self.api.route("GET", "/schedules", schedules)
+        self.api.route("POST", "/schedules", schedules)
         self.api.route("GET", "/queues", queues)
         self.api.route("POST", "/agents", agent)
         self.api.route("GET", "/status", status)
@@ -305,6 +321,40 @@ class Switch:
         self.api.route("POST", "/calls/recording", recording)
         self.api.route("POST", "/calls/play", play)
         self.api.route("POST", "/conferences/mute", mute)
+
+    async def _force_schedule(self, name: str, mode: str) -> None:
+        """A day/night override survives restarts: kept in the database's meta table."""
+        assert self.b2bua is not None and self.db is not None
+        forced = self.b2bua.schedules_forced
+        key = f"schedule:{name}"
+        if mode == "auto":
+            forced.pop(name, None)
+            await self.db.write([("DELETE FROM meta WHERE key = ?", (key,))])
+        else:
+            forced[name] = mode == "open"
+            await self.db.write([("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, mode))])
+        log.info("schedule %s: %s", name, mode)
+
+    async def _restore_schedule_overrides(self) -> None:
+        assert self.b2bua is not None and self.db is not None
+        rows = await self.db.fetchall("SELECT key, value FROM meta WHERE key LIKE 'schedule:%'")
+        for row in rows:
+            name = row["key"].split(":", 1)[1]
+            if name in self.plan.schedules:
+                self.b2bua.schedules_forced[name] = row["value"] == "open"
+
+    def schedule_states(self) -> dict[str, Any]:
+        from .ivr.schedules import schedule_open
+
+        assert self.b2bua is not None
+        now = datetime.now().astimezone()
+        forced = self.b2bua.schedules_forced
+        out = {}
+        for name in self.plan.schedules:
+            opened, why = schedule_open(self.plan.schedules, name, now, forced)
+            mode = "auto" if name not in forced else ("open" if forced[name] else "closed")
+            out[name] = {"open": opened, "mode": mode, "why": why}
+        return {"schedules": out}
 
     def status(self) -> dict[str, Any]:
         now = time.time()

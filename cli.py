@@ -122,6 +122,26 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schedule(args: argparse.Namespace) -> int:
+    """Show schedules, or force one open/closed (day/night switch) or back to its hours."""
+    from .api.server import call_api
+
+    address = _api_address(args)
+    payload = json.dumps({"schedule": args.name, "mode": args.mode}).encode() if args.mode else b""
+    try:
+        status, data = call_api(address, "POST" if payload else "GET", "/schedules", payload)
+    except OSError as exc:
+        print(f"centralino schedule: no switch answering on {address}: {exc}", file=sys.stderr)
+        return 1
+    if status != 200:
+        print(f"centralino schedule: {data.get('error')}", file=sys.stderr)
+        return 1
+    for name, st in data["schedules"].items():
+        if args.name in (None, name):
+            print(f"{name}: {'open' if st['open'] else 'closed'} (mode {st['mode']}: {st['why']})")
+    return 0
+
+
 def cmd_reload(args: argparse.Namespace) -> int:
     data = _ask_switch(args, "POST", "/reload")
     if data.get("ok"):
@@ -269,6 +289,13 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "status":
             s.add_argument("--json", action="store_true")
         s.set_defaults(func=func)
+
+    sc = sub.add_parser("schedule", help="show opening-hours schedules, or force one open/closed (day/night)")
+    sc.add_argument("name", nargs="?", help="the schedule (all when omitted)")
+    sc.add_argument("mode", nargs="?", choices=["open", "closed", "auto"], help="auto: back to its hours")
+    sc.add_argument("--config", "-c", help="the plan the switch runs (to find its API address)")
+    sc.add_argument("--api", help="the control API address HOST:PORT (overrides --config)")
+    sc.set_defaults(func=cmd_schedule)
 
     rt = sub.add_parser("route", help="dry run: which route a call would take and why")
     rt.add_argument("to", help="the called number")

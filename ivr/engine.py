@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from ..config.schema import Action, IvrCollect, IvrMenu, Plan, Step, prompt_list
 from .flow import Flow, compile_flow, evaluate, expand
-from .schedules import is_open
+from .schedules import schedule_open
 
 log = logging.getLogger("centralino.ivr")
 
@@ -45,7 +45,8 @@ class Walk:
         self.trace.append(text)
 
 
-async def run_flow(plan: Plan, flow: Flow, port: Port, variables: dict[str, str], walk: Walk) -> Action | None:
+async def run_flow(plan: Plan, flow: Flow, port: Port, variables: dict[str, str], walk: Walk,
+                   forced: dict[str, bool] | None = None) -> Action | None:
     node_name = flow.start
     for _ in range(MAX_STEPS):
         if port.gone():
@@ -68,7 +69,7 @@ async def run_flow(plan: Plan, flow: Flow, port: Port, variables: dict[str, str]
             walk(f"{where}: if {expand(node.if_, variables)} → {'then' if result else 'else'}")
             step = node.then if result else node.else_
         elif node.schedule is not None:
-            opened, why = is_open(plan.schedules[node.schedule], port.now())
+            opened, why = schedule_open(plan.schedules, node.schedule, port.now(), forced or {})
             walk(f"{where}: schedule {node.schedule}: {'open' if opened else 'closed'} ({why})")
             step = node.open if opened else node.closed
         elif node.menu is not None:
@@ -223,7 +224,8 @@ class IvrService:
         variables.setdefault("caller", call.caller)
         variables.setdefault("did", call.did or call.called)
         walk = Walk()
-        exit_action = await run_flow(plan, flow, CallPort(self.b2bua, call, self.clock), variables, walk)
+        exit_action = await run_flow(plan, flow, CallPort(self.b2bua, call, self.clock), variables, walk,
+                                     self.b2bua.schedules_forced)
         log.info("call %s IVR path: %s", call.id, " | ".join(walk.trace))
         if call.state.value != "answered":
             return

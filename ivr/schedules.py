@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
@@ -42,3 +43,12 @@ def is_open(schedule: Schedule, at: datetime) -> tuple[bool, str]:
                 if start <= local.time() < end:
                     return True, f"{local:%a %H:%M} {schedule.timezone} is within {days} {span.strip()}"
     return False, f"{local:%a %H:%M} {schedule.timezone} is outside opening hours"
+
+
+def schedule_open(schedules: Mapping[str, Schedule], name: str, at: datetime,
+                  forced: Mapping[str, bool]) -> tuple[bool, str]:
+    """A schedule's state, unless an administrator forced it open or closed (day/night switch:
+    `POST /schedules`, `centralino schedule`) — a snow day, a late evening, a team meeting."""
+    if name in forced:
+        return forced[name], f"forced {'open' if forced[name] else 'closed'} by an override"
+    return is_open(schedules[name], at)

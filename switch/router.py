@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ..config.schema import Action, Plan, Trunk
-from ..ivr.schedules import is_open
+from ..ivr.schedules import schedule_open
 
 _VAR = re.compile(r"\$\{(\w+)\}")
 
@@ -67,8 +67,9 @@ def substitute(action: Action, variables: dict[str, str]) -> Action:
 
 
 class Router:
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, forced: dict[str, bool] | None = None) -> None:
         self.plan = plan
+        self.forced = forced or {}  # schedules forced open/closed by an administrator
 
     def route(self, ctx: CallContext) -> Decision:
         reasons: list[str] = []
@@ -94,7 +95,7 @@ class Router:
                 reasons.append(f"{label}: source {ctx.source!r} is not {m.source!r}")
                 continue
             if m.schedule is not None:
-                open_, why = is_open(self.plan.schedules[m.schedule], ctx.at)
+                open_, why = schedule_open(self.plan.schedules, m.schedule, ctx.at, self.forced)
                 if not open_:
                     reasons.append(f"{label}: schedule {m.schedule}: {why}")
                     continue

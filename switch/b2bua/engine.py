@@ -92,6 +92,7 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin):
         self.applications: dict[str, Callable[[Call, Action], Any]] = {}  # ivr, queue, voicemail, …
         # feature codes dialled from extensions (*45 agent login, ...): code → handler(call, rest)
         self.features: dict[str, Callable[[Call, str], Any]] = {}
+        self.schedules_forced: dict[str, bool] = {}  # day/night overrides (app: API, kept in the database)
         self._init_media_ops()
         self.applications["play"] = self.play_action
         self.applications["conference"] = self.conference
@@ -137,7 +138,7 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin):
             return self.core.make_response(inc, 422, headers=[("Min-SE", str(min_se))])
         called_raw = unescape(req.uri.user or "") if isinstance(req.uri, URI) else ""
         called = normalise(called_raw, plan.trunks.get(source)) if trunk else called_raw
-        decision = Router(plan).route(CallContext(to=called, caller=caller, source=source))
+        decision = Router(plan, self.schedules_forced).route(CallContext(to=called, caller=caller, source=source))
         call = Call(id=req.call_id, inc=inc, caller=caller, called=called, source=source,
                     did=called if trunk else "", caller_name=caller_name, record=decision.record)
         if call.id in self.calls:
@@ -151,11 +152,11 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin):
         self._idle.clear()
         inc.on_cancel = lambda cancel: self._caller_cancelled(call)
         inc.on_timeout = lambda: self._no_ack(call)
+        feature = self._feature_for(called) if source == "extension" else None
         log.info("call %s from %s (%s) to %s: %s", call.id, caller, source, called,
-                 decision.reasons[-1])
+                 "feature code" if feature is not None else decision.reasons[-1])
         self._emit(CallTrying(call.id, caller=caller, called=called, source=source))
         try:
-            feature = self._feature_for(called) if source == "extension" else None
             if feature is not None:
                 await feature[0](call, feature[1])
             else:

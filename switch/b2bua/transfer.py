@@ -50,7 +50,7 @@ class TransferMixin:
             return await self._attended_transfer(inc, call, fork, replaces)
         target = unescape(target_uri.user)
         plan = self.plan_of()
-        decision = Router(plan).route(CallContext(to=target, caller=call.caller, source=call.source))
+        decision = Router(plan, self.schedules_forced).route(CallContext(to=target, caller=call.caller, source=call.source))
         dial = decision.action.dial
         bindings = [(t, b) for t in (dial or "").split(",") if t in plan.extensions
                     for b in self.location.lookup(t, time.time())]

@@ -30,6 +30,16 @@ def route(to, caller="1001", source="extension", at=datetime(2026, 11, 24, 10, 0
     return Router(plan).route(CallContext(to=to, caller=caller, source=source, at=at))
 
 
+def test_day_night_override_forces_a_schedule_either_way():
+    plan = parse_plan_text(PLAN, "p.yaml").plan
+    day, night = datetime(2026, 11, 24, 10, 0, tzinfo=UTC), datetime(2026, 11, 24, 22, 0, tzinfo=UTC)
+    closed = Router(plan, {"business": False}).route(CallContext(to="88005553535", caller="1", source="provider", at=day))
+    assert closed.action.hangup == 480 and "forced closed by an override" in closed.describe()
+    opened = Router(plan, {"business": True}).route(CallContext(to="88005553535", caller="1", source="provider", at=night))
+    assert opened.action.dial == "1001"
+    assert Router(plan, {}).route(CallContext(to="88005553535", caller="1", source="provider", at=night)).action.hangup == 480
+
+
 def test_schedule_open_and_closed_and_holiday():
     assert route("88005553535", source="provider").action.dial == "1001"  # Tuesday 11:00 in Rome
     night = route("88005553535", source="provider", at=datetime(2026, 11, 24, 20, 0, tzinfo=UTC))
