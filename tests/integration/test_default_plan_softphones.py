@@ -19,10 +19,9 @@ import time
 import wave
 from pathlib import Path
 
+import centralino
 import numpy as np
 from helpers import NetNamespace, baresip_config, free_port, need_tool, wait_for
-
-import centralino
 
 PROMPTS = Path(centralino.__file__).parent / "media" / "prompts"
 DEFAULT_PLAN = Path(centralino.__file__).parent / "config" / "default.yaml"
