@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from .acd.service import AcdService
+from .acd.supervision import Supervision
 from .api.server import ApiServer
 from .config.loader import LoadedPlan, PlanInvalid, load_plan
 from .config.schema import Plan
@@ -111,6 +112,7 @@ class Switch:
         )
         self.ivr = IvrService(self.b2bua, lambda: self.plan)
         self.acd = AcdService(self.b2bua, lambda: self.plan, self.db, self.location)
+        self.supervision = Supervision(self.b2bua, lambda: self.plan)
         await self._restore_schedule_overrides()
         try:
             # Bind first, so that a busy port is a plain error rather than a task-group failure.
@@ -311,6 +313,21 @@ class Switch:
                 await self._force_schedule(name, mode)
             return 200, self.schedule_states()
 
+        async def monitor(body: bytes) -> tuple[int, Any]:
+            """GET: live supervision sessions; POST {"supervisor": "1003", "mode": "listen|whisper|barge"}."""
+            if body:
+                args = json.loads(body)
+                session = self.supervision.find(str(args.get("supervisor", "")))
+                if session is None:
+                    return 404, {"ok": False, "error": "that supervisor is not monitoring a call"}
+                try:
+                    await self.supervision.set_mode(session, str(args.get("mode", "")))
+                except ValueError as exc:
+                    return 400, {"ok": False, "error": str(exc)}
+            return 200, {"sessions": self.supervision.snapshot()}
+
+        self.api.route("GET", "/monitor", monitor)
+        self.api.route("POST", "/monitor", monitor)
         self.api.route("GET", "/schedules", schedules)
         self.api.route("POST", "/schedules", schedules)
         self.api.route("GET", "/queues", queues)
@@ -410,6 +427,7 @@ class Switch:
         self.qualifier.interval = plan.server.registrar.qualify_interval
         self.trunks.plan_changed()
         self.acd.reload(plan)
+        self.supervision.install_features()
         for aor in self.location.aors():
             if aor not in plan.extensions:
                 log.info("extension %s left the plan: dropping its bindings", aor)

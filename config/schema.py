@@ -433,6 +433,7 @@ class Queue(Strict):
     callback: QueueCallback | None = None
     service_level: int = Field(20, ge=1)  # seconds: "answered within" for service level
     record: bool = False
+    supervisors: list[str] = []  # extensions that may listen / whisper / barge on members' calls
 
 
 class Campaign(Strict):
@@ -509,9 +510,10 @@ def cross_references(plan: Plan) -> list[tuple[tuple, str]]:
         periodic = queue.announce.periodic
         check_prompts([periodic] if isinstance(periodic, str) else list(periodic or []),
                       ("queues", name, "announce", "periodic"))
-        for i, member in enumerate(queue.members):
-            if member not in plan.extensions:
-                errors.append((("queues", name, "members", i), f"unknown extension {member!r}"))
+        for key in ("members", "supervisors"):
+            for i, member in enumerate(getattr(queue, key)):
+                if member not in plan.extensions:
+                    errors.append((("queues", name, key, i), f"unknown extension {member!r}"))
         check_action(queue.timeout, ("queues", name, "timeout"))
         check_action(queue.overflow, ("queues", name, "overflow"))
     for name in plan.agents:

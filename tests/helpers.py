@@ -459,3 +459,21 @@ class Caller(SipClient):
         headers = [("Via", req.header_values("Via")[0]), ("Max-Forwards", "70"), ("From", req.header("From")),
                    ("To", req.header("To")), ("Call-ID", req.call_id), ("CSeq", f"{req.cseq.seq} CANCEL")]
         self.send(Request("CANCEL", req.uri, headers).serialize())
+
+
+def media_port(resp) -> int:
+    from centralino.switch.sip.sdp import parse_sdp
+
+    return parse_sdp(resp.body).media[0].port
+
+
+def info_digit(caller: Caller, answer, cseq: int, digit: str) -> None:
+    from centralino.switch.sip.dialog import Dialog
+
+    dialog = Dialog.from_uac(caller.last_invite, answer)
+    dialog.local_seq = cseq - 1
+    host, port = caller.local
+    req = dialog.create_request("INFO", f"SIP/2.0/UDP {host}:{port};branch=z9hG4bK{uuid.uuid4().hex};rport",
+                                body=f"Signal={digit}\r\nDuration=160\r\n".encode(),
+                                extra=[("Content-Type", "application/dtmf-relay")])
+    assert caller.transact(req).status == 200

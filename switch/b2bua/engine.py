@@ -172,6 +172,10 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin):
         """Run a plan action on a call (applications hand calls on with it)."""
         await self._execute(call, action)
 
+    async def refuse(self, call: Call, status: int, why: str) -> None:
+        """Applications turn a call down with a final status (or hang up an answered one)."""
+        await self._fail(call, status, why)
+
     def _feature_for(self, called: str) -> tuple[Callable[[Call, str], Any], str] | None:
         """The handler of the longest feature code ``called`` starts with, and the digits after it."""
         for code in sorted(self.features, key=len, reverse=True):

@@ -7,14 +7,22 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-import uuid
 import wave
 
 import numpy as np
 import pytest
 from audio import RtpPhone, dominant, level_at, rms, sine
 from centralino.api.server import call_api
-from helpers import Caller, Phone, RunningSwitch, plan_text, sdp_for, wait_for
+from helpers import (
+    Caller,
+    Phone,
+    RunningSwitch,
+    info_digit,
+    media_port,
+    plan_text,
+    sdp_for,
+    wait_for,
+)
 
 ROUTES = """\
 routes:
@@ -49,24 +57,6 @@ def rows(sw, sql):
         return [dict(r) for r in conn.execute(sql)]
     finally:
         conn.close()
-
-
-def media_port(resp) -> int:
-    from centralino.switch.sip.sdp import parse_sdp
-
-    return parse_sdp(resp.body).media[0].port
-
-
-def info_digit(caller: Caller, answer, cseq: int, digit: str) -> None:
-    from centralino.switch.sip.dialog import Dialog
-
-    dialog = Dialog.from_uac(caller.last_invite, answer)
-    dialog.local_seq = cseq - 1
-    host, port = caller.local
-    req = dialog.create_request("INFO", f"SIP/2.0/UDP {host}:{port};branch=z9hG4bK{uuid.uuid4().hex};rport",
-                                body=f"Signal={digit}\r\nDuration=160\r\n".encode(),
-                                extra=[("Content-Type", "application/dtmf-relay")])
-    assert caller.transact(req).status == 200
 
 
 def test_prompt_route_is_heard_then_hung_up_and_recorded(sw):
