@@ -20,14 +20,16 @@ from .acd.service import AcdService
 from .acd.supervision import Supervision
 from .api.server import ApiServer
 from .config.loader import LoadedPlan, PlanInvalid, load_plan
-from .config.schema import Plan
+from .config.schema import Plan, mailbox_for
 from .ivr.engine import IvrService
+from .ivr.voicemail import VoicemailService
 from .media.worker import MediaPool
 from .storage.database import Database, storage_path
 from .switch.authentication import Authenticator
 from .switch.b2bua.engine import B2BUA
 from .switch.core import IncomingRequest, SipCore
 from .switch.location import LocationService
+from .switch.mwi import MwiNotifier
 from .switch.qualify import Qualifier
 from .switch.registrar import Registrar
 from .switch.security import SecurityEvent, SecurityGuard
@@ -113,6 +115,8 @@ class Switch:
         self.ivr = IvrService(self.b2bua, lambda: self.plan)
         self.acd = AcdService(self.b2bua, lambda: self.plan, self.db, self.location)
         self.supervision = Supervision(self.b2bua, lambda: self.plan)
+        self.mwi = MwiNotifier(self.core, self.auth, lambda: self.plan, lambda ext: self.voicemail.counts_for(ext))
+        self.voicemail = VoicemailService(self.b2bua, lambda: self.plan, self.db, self.mwi)
         await self._restore_schedule_overrides()
         try:
             # Bind first, so that a busy port is a plain error rather than a task-group failure.
@@ -326,6 +330,18 @@ class Switch:
                     return 400, {"ok": False, "error": str(exc)}
             return 200, {"sessions": self.supervision.snapshot()}
 
+        async def voicemail(body: bytes) -> tuple[int, Any]:
+            """POST {"mailbox": "1002"} lists its messages; with "delete": id or "heard": id, changes one."""
+            args = json.loads(body or b"{}")
+            box = str(args.get("mailbox", ""))
+            if mailbox_for(self.plan, box) is None:
+                return 404, {"ok": False, "error": f"no mailbox {box!r}"}
+            for key, change in (("delete", self.voicemail.delete), ("heard", self.voicemail.mark_heard)):
+                if key in args and not await change(box, int(args[key])):
+                    return 404, {"ok": False, "error": f"no message {args[key]} in {box}"}
+            return 200, {"mailbox": box, "messages": await self.voicemail.messages(box)}
+
+        self.api.route("POST", "/voicemail", voicemail)
         self.api.route("GET", "/monitor", monitor)
         self.api.route("POST", "/monitor", monitor)
         self.api.route("GET", "/schedules", schedules)
@@ -428,6 +444,7 @@ class Switch:
         self.trunks.plan_changed()
         self.acd.reload(plan)
         self.supervision.install_features()
+        self.voicemail.install_features()
         for aor in self.location.aors():
             if aor not in plan.extensions:
                 log.info("extension %s left the plan: dropping its bindings", aor)
@@ -457,6 +474,7 @@ class Switch:
         self.core.accepting = False  # new INVITEs get 503 + Retry-After
         deadline = time.monotonic() + self.options.drain_seconds
         await self.b2bua.drain(deadline)
+        self.mwi.close()
         if not await self.core.drain(max(0.1, deadline - time.monotonic())):
             log.warning("shutdown: requests still unanswered after %.0fs", self.options.drain_seconds)
         await asyncio.sleep(0.05)  # let the last BYEs leave

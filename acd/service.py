@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config.schema import Action, Plan, Queue
+from ..ivr.engine import number_prompts
 from ..storage.queue_log import QueueEvent, insert_statements
 from ..switch.b2bua.call import Call, CallState
 from ..switch.b2bua.media_ops import RINGBACK
@@ -265,11 +266,11 @@ class AcdService:
         position = self.distributor.position(caller)
         if not position:
             return []
-        out = ["position", *_number(position), "in-queue"] if position <= 20 else []
+        out = ["position", *number_prompts(position), "in-queue"] if position <= 20 else []
         if rules.announce.estimated_wait and caller.queue in self._aht:
             staffed = [a for a in self.distributor.logged_in(caller.queue) if a.state is not AgentState.PAUSED]
             minutes = round(position * self._aht[caller.queue] / max(1, len(staffed)) / 60)
-            out += ["wait-minutes", *_number(minutes), "minutes"] if 0 < minutes <= 20 else (
+            out += ["wait-minutes", *number_prompts(minutes), "minutes"] if 0 < minutes <= 20 else (
                 ["wait-minutes", "less-than-a-minute"] if minutes == 0 else [])
         return out
 
@@ -382,8 +383,3 @@ class AcdService:
                 "ready": round(a.time_in(AgentState.AVAILABLE, now), 1),
             }
         return {"queues": queues, "agents": agents}
-
-
-def _number(n: int) -> list[str]:
-    """Prompts saying ``n`` (0–20 are recorded whole)."""
-    return [f"digit-{n}"] if 0 <= n <= 20 else [f"digit-{d}" for d in str(n)]

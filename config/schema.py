@@ -446,6 +446,24 @@ class Campaign(Strict):
     trunk: str | None = None
 
 
+class Mailbox(Strict):
+    """A voicemail box. Every extension has one under its own number (PIN: the extension's
+    ``pin``, light on its own phones); ``mailboxes:`` adds shared ones (sales, general)."""
+
+    pin: str | None = None  # asked by *97; a box without one opens only from its own extension
+    notify: list[str] = []  # extensions whose phones get its message-waiting indication
+    greeting: str | None = None  # prompt before the tone (default: leave-message)
+    max_seconds: int = Field(180, ge=5, le=3600)
+    silence_seconds: float = Field(5.0, ge=1, le=60)  # this much quiet after speech ends the message
+
+
+def mailbox_for(plan: Plan, name: str) -> Mailbox | None:
+    if name in plan.mailboxes:
+        return plan.mailboxes[name]
+    ext = plan.extensions.get(name)
+    return None if ext is None else Mailbox(pin=ext.pin, notify=[name])
+
+
 class Plan(Strict):
     server: ServerConfig = ServerConfig()
     extensions: dict[str, Extension] = {}
@@ -457,6 +475,7 @@ class Plan(Strict):
     queues: dict[str, Queue] = {}
     campaigns: dict[str, Campaign] = {}
     conferences: dict[str, ConferenceConfig] = {}  # optional settings per room; any name works
+    mailboxes: dict[str, Mailbox] = {}  # shared voicemail boxes (extensions have their own)
 
     @field_validator("extensions")
     @classmethod
@@ -494,6 +513,9 @@ def cross_references(plan: Plan) -> list[tuple[tuple, str]]:
             if t not in plan.trunks:
                 errors.append(((*path, "trunk"), f"unknown trunk {t!r}"))
         check_prompts(action.prompts, (*path, "play"))
+        box = action.voicemail
+        if box is not None and "${" not in box and mailbox_for(plan, box) is None:
+            errors.append(((*path, "voicemail"), f"unknown mailbox {box!r} (not an extension nor in mailboxes)"))
         check_action(action.else_, (*path, "else"))
         check_action(action.then, (*path, "then"))
 
@@ -516,6 +538,12 @@ def cross_references(plan: Plan) -> list[tuple[tuple, str]]:
                     errors.append((("queues", name, key, i), f"unknown extension {member!r}"))
         check_action(queue.timeout, ("queues", name, "timeout"))
         check_action(queue.overflow, ("queues", name, "overflow"))
+    for name, mailbox in plan.mailboxes.items():
+        for i, ext in enumerate(mailbox.notify):
+            if ext not in plan.extensions:
+                errors.append((("mailboxes", name, "notify", i), f"unknown extension {ext!r}"))
+        if mailbox.greeting:
+            check_prompts([mailbox.greeting], ("mailboxes", name, "greeting"))
     for name in plan.agents:
         if name not in plan.extensions:
             errors.append((("agents", name), f"agent {name!r} is not an extension"))

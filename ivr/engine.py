@@ -107,17 +107,28 @@ async def _menu(menu: IvrMenu, port: Port, walk: Walk, where: str) -> Step | Non
     return menu.on_fail if menu.on_fail is not None else GOODBYE
 
 
+def number_prompts(n: int) -> list[str]:
+    """Prompts saying ``n`` (0–20 are recorded whole, larger numbers digit by digit)."""
+    return [f"digit-{n}"] if 0 <= n <= 20 else [f"digit-{d}" for d in str(n)]
+
+
+async def read_digits(port: Port, max_digits: int, terminator: str, timeout: float) -> str:
+    """Keys until ``max_digits``, the terminator, ``timeout`` s of nothing, or a hang-up."""
+    digits = ""
+    while len(digits) < max_digits:
+        key = await port.digit(timeout)
+        if key is None or key == terminator:
+            break
+        digits += key
+    return digits
+
+
 async def _collect(spec: IvrCollect, port: Port, variables: dict[str, str], walk: Walk, where: str,
                    after: Step | None) -> Step | None:
     for attempt in range(spec.retries + 1):
         if not await port.play(prompt_list(spec.prompt), barge_in=True):
             return None
-        digits = ""
-        while len(digits) < spec.max_digits:
-            key = await port.digit(spec.timeout)
-            if key is None or key == spec.terminator:
-                break
-            digits += key
+        digits = await read_digits(port, spec.max_digits, spec.terminator, spec.timeout)
         if len(digits) >= spec.min_digits:
             variables[spec.var] = digits
             walk(f"{where}: collected {spec.var}={digits}")

@@ -188,6 +188,10 @@ class MediaEngine:
         rec = Recording(ident, Path(cmd["path"]), left.id, right.id if right else None,
                         Layout(cmd.get("layout", "stereo")), cmd.get("encode"))
         rec.meta = dict(cmd.get("meta") or {})
+        if cmd.get("max_seconds"):
+            rec.max_frames = int(float(cmd["max_seconds"]) * 50)
+        if cmd.get("silence_seconds"):
+            rec.silence_frames = int(float(cmd["silence_seconds"]) * 50)
         self.recordings[ident] = rec
         for ep in (left, right):
             if ep is not None:
@@ -417,6 +421,8 @@ class MediaEngine:
                 heard = self.endpoints.get(rec.left)
                 right = heard.last_out if heard is not None and heard.last_out is not None else _ZERO
             rec.add(left, right)
+            if rec.stop_reason is not None:
+                self._finish_recording(rec)
 
     def _gather(self, listening: list[Endpoint], now: float) -> np.ndarray:
         """One decoded frame per listened endpoint; G.711 rows decoded in one lookup."""

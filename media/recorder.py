@@ -25,6 +25,7 @@ BLOCK_FRAMES = 50  # one second of audio per write
 class Layout(Enum):
     STEREO = "stereo"  # left: the first endpoint (caller), right: the second (agent)
     MONO = "mono"  # both sides mixed
+    LEFT = "left"  # the first endpoint only (a voicemail message: the caller's voice)
 
 
 def _wav_header(channels: int, frames: int, rate: int = 8000) -> bytes:
@@ -48,6 +49,12 @@ class Recording:
         self.meta: dict[str, object] = {}  # echoed in record.done (the call it belongs to)
         self.paused_frames = 0
         self.frames = 0
+        # stop conditions (voicemail): a length cap, and a run of quiet frames once there was sound
+        self.max_frames: int | None = None
+        self.silence_frames: int | None = None
+        self.quiet = 0  # quiet frames in a row at the end
+        self.heard_sound = False
+        self.stop_reason: str | None = None
         self.started = time.time()
         self._block: list[np.ndarray] = []
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -63,10 +70,21 @@ class Recording:
             frame = np.empty(2 * FRAME, np.int16)
             frame[0::2] = left
             frame[1::2] = right
+        elif self.layout is Layout.LEFT:
+            frame = left
         else:
             frame = np.clip(left.astype(np.int32) + right, -32768, 32767).astype(np.int16)
         self._block.append(frame)
         self.frames += 1
+        if self.silence_frames is not None:
+            # -40 dBFS: below any voice, above G.711's idle noise and comfort noise
+            loud = int(np.abs(left).max()) > 600 and float(np.sqrt(np.mean(left.astype(np.float32) ** 2))) > 330
+            self.quiet = 0 if loud else self.quiet + 1
+            self.heard_sound = self.heard_sound or loud
+            if self.heard_sound and self.quiet >= self.silence_frames:
+                self.stop_reason = "silence"
+        if self.max_frames is not None and self.frames >= self.max_frames:
+            self.stop_reason = "max-length"
         if len(self._block) >= BLOCK_FRAMES:
             self.flush()
 
@@ -76,12 +94,17 @@ class Recording:
             self._block.clear()
 
     def close(self) -> dict[str, object]:
-        """Finish the file (header sizes) and return what the index needs."""
+        """Finish the file (header sizes) and return what the index needs. A recording that
+        ended on silence loses that silence but half a second."""
         self.flush()
+        if self.stop_reason == "silence":
+            self.frames -= max(0, self.quiet - 25)
+            self._file.truncate(44 + self.frames * FRAME * 2 * self.channels)
         self._file.seek(0)
         self._file.write(_wav_header(self.channels, self.frames * FRAME))
         self._file.close()
         return {"recording": self.id, "path": str(self.path), "seconds": round(self.frames * 0.02, 2),
+                "reason": self.stop_reason or "stopped",
                 "paused_seconds": round(self.paused_frames * 0.02, 2), "channels": self.channels,
                 "started": self.started, "encode": self.encode}
 

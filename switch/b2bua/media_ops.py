@@ -46,6 +46,7 @@ class MediaOpsMixin:
         self.prompt_cache = PromptCache()
         self._waiters: dict[str, tuple[str, asyncio.Future[dict[str, Any]]]] = {}  # id → (call, future)
         self.conferences: dict[str, dict[str, Call]] = {}  # room → endpoint id → call
+        self._messages: dict[str, asyncio.Future[dict[str, Any]]] = {}  # voice recordings awaited
 
     # -- answering: the switch is the far end ---------------------------------------------------
     async def answer_locally(self, call: Call, *, worker: Any = None, destination: str = "") -> None:
@@ -194,8 +195,46 @@ class MediaOpsMixin:
             call.typed = []
             self.core.spawn(self.pause_recording(call))
 
+    async def record_message(self, call: Call, path: Path, *, max_seconds: float, silence_seconds: float,
+                             stop_key: str = "#") -> dict[str, Any]:
+        """Record the caller's voice alone (a voicemail message) until ``max_seconds``, a run of
+        ``silence_seconds`` after they spoke (trimmed off), ``stop_key`` or a hang-up. Returns
+        the worker's summary: path, seconds, reason (max-length, silence, stopped)."""
+        media = call.media
+        if media is None:
+            return {"seconds": 0.0, "reason": "hangup"}
+        ident = f"msg-{uuid.uuid4().hex[:12]}"
+        done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._messages[ident] = done
+        reply = await media.worker.request({
+            "cmd": "record.start", "a": media.a["endpoint"], "b": None, "path": str(path.resolve()),
+            "layout": "left", "recording": ident, "max_seconds": max_seconds,
+            "silence_seconds": silence_seconds, "meta": {"call_id": call.id}})
+        if not reply.get("ok"):
+            self._messages.pop(ident, None)
+            raise RuntimeError(f"cannot record a message: {reply.get('error')}")
+        key_task = asyncio.ensure_future(self._wait_key(call, stop_key))
+        try:
+            await asyncio.wait([done, key_task], return_when=asyncio.FIRST_COMPLETED)
+            if not done.done() and call.media is not None:
+                await call.media.worker.request({"cmd": "record.stop", "recording": ident})
+            return await done
+        finally:
+            key_task.cancel()
+            self._messages.pop(ident, None)
+
+    async def _wait_key(self, call: Call, key: str) -> None:
+        while call.state is CallState.ANSWERED:
+            if await self.next_digit(call, 1.0) == key:
+                return
+
     def _recording_done(self, event: dict[str, Any]) -> None:
-        """The worker closed a recording: index it."""
+        """The worker closed a recording: hand a voice message to who waits for it, index the rest."""
+        waiting = self._messages.pop(str(event.get("recording", "")), None)
+        if waiting is not None:
+            if not waiting.done():
+                waiting.set_result(event)
+            return
         call_id = str(event.get("call_id", ""))
         if self.db is None:
             return
