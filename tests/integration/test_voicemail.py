@@ -7,10 +7,12 @@ out. The API lists and deletes messages; a wrong PIN gets nothing."""
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 import uuid
 import wave
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,6 +28,7 @@ from helpers import (
     SipClient,
     info_digit,
     media_port,
+    need_tool,
     plan_text,
     sdp_for,
     wait_for,
@@ -39,6 +42,7 @@ mailboxes:
   "1002": {pin: "1234", notify: ["1002"], silence_seconds: 2}
   general: {pin: "9999", notify: ["1002", "1003"], max_seconds: 5}
 """
+DATA = Path(__file__).parent.parent / "data"
 EXTS = "extensions:\n" + "".join(f'  "{n}": {{password: "pw{n}"}}\n' for n in (1001, 1002, 1003))
 
 
@@ -163,9 +167,15 @@ def test_message_left_lights_the_lamp_then_heard_and_deleted_with_the_pin(sw):
 
 
 def test_shared_box_capped_length_and_api_delete(sw):
-    """The general box (max 5 s) lights 1002's lamp too; a long message is cut at 5 s."""
+    """The general box (max 5 s) lights 1002's lamp and a SIPp phone's (1003); a long message
+    is cut at 5 s; the API deletes it."""
     lamp = MwiPhone(sw.address("udp"), "1002", "pw1002")
     rtp = RtpPhone("PCMU")
+    host, port = sw.address("udp")
+    sipp_lamp = subprocess.Popen(
+        [need_tool("sipp"), f"{host}:{port}", "-sf", str(DATA / "mwi_subscriber.xml"), "-s", "1003", "-au", "1003",
+         "-ap", "pw1003", "-m", "1", "-i", "127.0.0.1", "-p", "0", "-nostdin", "-timeout", "60s", "-timeout_error"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         assert lamp.subscribe().status == 200
         caller = Caller(sw.address("udp"), "1003", "pw1003")
@@ -176,11 +186,14 @@ def test_shared_box_capped_length_and_api_delete(sw):
         assert wait_for(lambda: "Voice-Message: 1/0" in lamp.lamp(), 20)
         status, data = call_api(sw.api, "POST", "/voicemail", json.dumps({"mailbox": "general"}).encode())
         assert status == 200 and data["messages"][0]["seconds"] == pytest.approx(5.0, abs=0.1)
+        assert sipp_lamp.wait(30) == 0, sipp_lamp.stderr.read()  # SIPp's lamp went on too
         ident = data["messages"][0]["id"]
         status, data = call_api(sw.api, "POST", "/voicemail", json.dumps({"mailbox": "general", "delete": ident}).encode())
         assert status == 200 and data["messages"] == []
         assert wait_for(lambda: "Voice-Message: 0/0" in lamp.lamp(), 5)
         assert call_api(sw.api, "POST", "/voicemail", json.dumps({"mailbox": "nope"}).encode())[0] == 404
     finally:
+        if sipp_lamp.poll() is None:
+            sipp_lamp.kill()
         lamp.close()
         rtp.close()
