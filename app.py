@@ -267,6 +267,16 @@ class Switch:
             args = json.loads(body or b"{}")
             return self.b2bua.calls.get(str(args.get("call", ""))), args
 
+        async def hangup(body: bytes) -> tuple[int, Any]:
+            """{"call": ID}: the switch hangs the call up (both sides)."""
+            call, _ = call_of(body)
+            if call is None:
+                return 404, {"ok": False, "error": "no such call"}
+            if call.state.value != "answered":
+                return 409, {"ok": False, "error": f"the call is {call.state.value}, not answered"}
+            await self.b2bua.hangup(call, by="api")
+            return 200, {"ok": True}
+
         async def recording(body: bytes) -> tuple[int, Any]:
             """{"call": ID, "paused": true|false} pauses or resumes; {"call": ID, "start": true} starts."""
             call, args = call_of(body)
@@ -352,6 +362,7 @@ class Switch:
         self.api.route("POST", "/reload", reload)
         self.api.route("GET", "/media", media)
         self.api.route("POST", "/calls/recording", recording)
+        self.api.route("POST", "/calls/hangup", hangup)
         self.api.route("POST", "/calls/play", play)
         self.api.route("POST", "/conferences/mute", mute)
 

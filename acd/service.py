@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config.schema import Action, Plan, Queue
-from ..ivr.engine import number_prompts
+from ..ivr.engine import CallPort, number_prompts, read_digits
 from ..storage.queue_log import QueueEvent, insert_statements
 from ..switch.b2bua.call import Call, CallState
 from ..switch.b2bua.media_ops import RINGBACK
@@ -34,6 +34,8 @@ class Waiting:
     caller: Caller
     signals: asyncio.Queue[Offer | str] = field(default_factory=asyncio.Queue)  # offers, "timeout", "empty"
     hold: asyncio.Future[None] | None = None  # music and announcements
+    keys: asyncio.Future[None] | None = None  # waits for the callback key
+    callback: str | None = None  # the caller hung up to be called back on this number
 
 
 class AcdService:
@@ -122,11 +124,18 @@ class AcdService:
         log.info("call %s entered queue %s at position %d", call.id, name, position)
         session = Waiting(call, caller)
         self.waiting[call.id] = session
-        session.hold = asyncio.ensure_future(self._entertain(session, rules))
+        if action.callback is not None:  # the IVR took a number: a callback request, nobody waits on the line
+            await self._request_callback(session, action.callback or call.caller)
+        else:
+            session.hold = asyncio.ensure_future(self._entertain(session, rules))
+            if rules.callback is not None:
+                session.keys = asyncio.ensure_future(self._watch_callback_key(session, rules))
         try:
             await self._wait_for_agent(session, rules)
         finally:
-            session.hold.cancel()
+            for task in (session.hold, session.keys):
+                if task is not None:
+                    task.cancel()
             self.waiting.pop(call.id, None)
             self.distributor.remove(caller, time.time())
             self.kick()
@@ -141,6 +150,8 @@ class AcdService:
             if signal is None:  # the caller hung up while waiting
                 self._abandoned(caller, now)
                 return
+            if isinstance(signal, str) and session.callback is not None:
+                continue  # a callback request keeps its place until an agent takes it
             if isinstance(signal, str):  # timeout or empty
                 self._log(QueueEvent(now, signal.upper(), call.id, name, caller=caller.caller, did=caller.did,
                                      position=caller.entry_position, wait=round(now - caller.entered, 3)))
@@ -150,26 +161,33 @@ class AcdService:
                 return
 
     async def _next_signal(self, session: Waiting) -> Offer | str | None:
-        getter = asyncio.ensure_future(session.signals.get())
-        ended = asyncio.ensure_future(session.call.ended.wait())
-        try:
-            await asyncio.wait({getter, ended}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            ended.cancel()
-            if not getter.done():
-                getter.cancel()
-        if session.call.state is CallState.ENDED:
-            return None
-        return getter.result()
+        """The next offer or rule for this caller; None when they hung up (not for a callback)."""
+        while True:
+            getter = asyncio.ensure_future(session.signals.get())
+            waits: set[asyncio.Future[Any]] = {getter}
+            ended = None
+            if session.callback is None:
+                ended = asyncio.ensure_future(session.call.ended.wait())
+                waits.add(ended)
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if ended is not None:
+                    ended.cancel()
+                if not getter.done():
+                    getter.cancel()
+            if session.callback is None and session.call.state is CallState.ENDED:
+                return None
+            if getter.done() and not getter.cancelled():
+                return getter.result()
+            # the caller hung up after asking for a callback: go on waiting for offers
 
     async def _offer(self, session: Waiting, offer: Offer, rules: Queue) -> bool:
         """Ring the offered agents; True when the caller was connected (and the call is over)."""
+        if session.callback is not None:
+            return await self._offer_callback(session, offer, rules)
         call, caller = session.call, session.caller
-        name = caller.queue
-        rung = time.time()
-        for ext in offer.agents:
-            self._log(QueueEvent(rung, "RING", call.id, name, ext, caller.caller, caller.did,
-                                 position=self.distributor.position(caller)))
+        rung = self._ringing(caller, offer)
         result = await self.b2bua.ring(call, list(offer.agents), rules.ring_timeout)
         now = time.time()
         if call.state is CallState.ENDED:  # the caller hung up while agents rang: not their miss
@@ -177,41 +195,133 @@ class AcdService:
             self._flush_changes()
             return True
         if isinstance(result, int):
-            for ext in offer.agents:
-                paused = self.distributor.missed(caller, ext, now)
-                self._log(QueueEvent(now, "RINGNOANSWER", call.id, name, ext, caller.caller, caller.did,
-                                     reason=str(result)))
-                if paused:
-                    log.info("agent %s auto-paused after %d missed rings", ext, rules.max_no_answer)
-            self._flush_changes()
-            self.kick()
+            self._missed(caller, offer, result, rules, now)
             return False
         ext = result.destination.removeprefix("extension:")
         self.distributor.answered(caller, ext, now)  # agents rung with it (ringall) are free again
-        wait = now - caller.entered
-        self._log(QueueEvent(now, "CONNECT", call.id, name, ext, caller.caller, caller.did,
-                             position=caller.entry_position, wait=round(wait, 3),
-                             reason=f"{now - rung:.3f}"))
         self.waiting.pop(call.id, None)
         if session.hold is not None:
             session.hold.cancel()
+        if session.keys is not None:
+            session.keys.cancel()
+        await self._talk(call, caller, ext, result, rung, now)
+        return True
+
+    async def _offer_callback(self, session: Waiting, offer: Offer, rules: Queue) -> bool:
+        """A callback's turn: the switch calls the agent first, then the customer's number, and
+        connects them. A customer who does not answer ends the request (CALLBACKFAIL)."""
+        caller = session.caller
+        assert session.callback is not None and rules.callback is not None
+        origin = session.call
+        call = await self.b2bua.originate(caller=session.callback, source=origin.source, did=caller.did,
+                                          destination=f"callback:{caller.queue}")
+        call.record = rules.record
+        rung = self._ringing(caller, offer)
+        result = await self.b2bua.ring(call, list(offer.agents), rules.ring_timeout)
+        now = time.time()
+        if isinstance(result, int):
+            await self.b2bua.hangup(call, by="switch")
+            self._missed(caller, offer, result, rules, now)
+            return False
+        ext = result.destination.removeprefix("extension:")
+        self.distributor.answered(caller, ext, now)
         self.kick()
-        if not await self.b2bua.bridge(call, result):
+        await self.b2bua.hold_first_leg(call, result)
+        trunk = rules.callback.trunk or (origin.source if origin.source != "extension" else None)
+        log.info("callback %s: agent %s answered, calling %s", caller.call_id, ext, session.callback)
+        partner = await self.b2bua.ring_partner(call, session.callback, rules.callback.ring_timeout, trunk=trunk)
+        if isinstance(partner, int) or call.state is not CallState.ANSWERED:
+            end = time.time()
+            status = partner if isinstance(partner, int) else 487
+            self._log(QueueEvent(end, "CALLBACKFAIL", caller.call_id, caller.queue, ext, caller.caller, caller.did,
+                                 wait=round(end - caller.entered, 3), reason=str(status)))
+            log.info("callback %s: %s did not answer (%d)", caller.call_id, session.callback, status)
+            if call.state is CallState.ANSWERED:
+                await self.b2bua.play(call, ["goodbye"], side="b")
+                await self.b2bua.hangup(call, by="switch")
+            self.distributor.call_ended(ext, end)
+            self._flush_changes()
+            self.kick()
+            return True
+        await self._talk(call, caller, ext, result, rung, now)
+        return True
+
+    def _ringing(self, caller: Caller, offer: Offer) -> float:
+        rung = time.time()
+        for ext in offer.agents:
+            self._log(QueueEvent(rung, "RING", caller.call_id, caller.queue, ext, caller.caller, caller.did,
+                                 position=self.distributor.position(caller)))
+        return rung
+
+    def _missed(self, caller: Caller, offer: Offer, status: int, rules: Queue, now: float) -> None:
+        for ext in offer.agents:
+            paused = self.distributor.missed(caller, ext, now)
+            self._log(QueueEvent(now, "RINGNOANSWER", caller.call_id, caller.queue, ext, caller.caller, caller.did,
+                                 reason=str(status)))
+            if paused:
+                log.info("agent %s auto-paused after %d missed rings", ext, rules.max_no_answer)
+        self._flush_changes()
+        self.kick()
+
+    async def _talk(self, call: Call, caller: Caller, ext: str, leg: Any, rung: float, answered: float) -> None:
+        """Bridge the agent's answered leg, log CONNECT, wait for the end, log COMPLETE, wrap up."""
+        name = caller.queue
+        wait = answered - caller.entered
+        self._log(QueueEvent(answered, "CONNECT", caller.call_id, name, ext, caller.caller, caller.did,
+                             position=caller.entry_position, wait=round(wait, 3),
+                             reason=f"{answered - rung:.3f}"))
+        self.kick()
+        if not await self.b2bua.bridge(call, leg):
             self.distributor.call_ended(ext, time.time())
             self._flush_changes()
-            return True
-        log.info("call %s from queue %s connected to agent %s after %.1fs", call.id, name, ext, wait)
+            return
+        log.info("call %s from queue %s connected to agent %s after %.1fs", caller.call_id, name, ext, wait)
         await call.ended.wait()
         end = time.time()
-        talk = end - now
+        talk = end - answered
         self._aht[name] = talk if name not in self._aht else 0.8 * self._aht[name] + 0.2 * talk
-        self._log(QueueEvent(end, "COMPLETE", call.id, name, ext, caller.caller, caller.did,
+        self._log(QueueEvent(end, "COMPLETE", caller.call_id, name, ext, caller.caller, caller.did,
                              wait=round(wait, 3), talk=round(talk, 3),
                              reason="agent" if call.hangup_by == "callee" else call.hangup_by or "caller"))
         self.distributor.call_ended(ext, end)
         self._flush_changes()
         self.kick()
-        return True
+
+    # -- callback in queue ------------------------------------------------------------------------------
+    async def _watch_callback_key(self, session: Waiting, rules: Queue) -> None:
+        """The caller may press the callback key once it has been offered (after offer_after)."""
+        assert rules.callback is not None
+        call = session.call
+        while call.state is CallState.ANSWERED:
+            key = await self.b2bua.next_digit(call, 3600.0)
+            if key == rules.callback.key and time.time() - session.caller.entered >= rules.callback.offer_after:
+                if session.hold is not None:
+                    session.hold.cancel()
+                await self.b2bua.stop_playing(call)
+                port = CallPort(self.b2bua, call)
+                await port.play(["callback-number"], barge_in=True)
+                digits = await read_digits(port, 15, "#", 8.0)
+                if port.gone():
+                    return
+                await self._request_callback(session, digits or call.caller)
+                return
+
+    async def _request_callback(self, session: Waiting, number: str) -> None:
+        """The caller keeps their place and hangs up; the switch calls ``number`` back when an
+        agent takes the request."""
+        call, caller = session.call, session.caller
+        session.callback = caller.callback = number
+        now = time.time()
+        self._log(QueueEvent(now, "CALLBACK", call.id, caller.queue, caller=caller.caller, did=caller.did,
+                             position=self.distributor.position(caller), wait=round(now - caller.entered, 3),
+                             reason=number))
+        log.info("call %s: callback requested to %s at position %d in %s", call.id, number,
+                 self.distributor.position(caller), caller.queue)
+        if session.hold is not None:
+            session.hold.cancel()
+        await self.b2bua.stop_playing(call)
+        await self.b2bua.play(call, ["callback-confirm"])
+        await self.b2bua.hangup(call, by="switch")
 
     def _abandoned(self, caller: Caller, now: float) -> None:
         pos = self.distributor.remove(caller, now)
@@ -240,9 +350,11 @@ class AcdService:
         next_position = start + ann.first_after if ann.position_every else None
         periodic = [ann.periodic] if isinstance(ann.periodic, str) else list(ann.periodic or [])
         next_periodic = start + ann.periodic_every if periodic else None
+        cb = rules.callback
+        next_offer = start + cb.offer_after if cb is not None else None
         while call.state is CallState.ANSWERED:
             await self._hold_music(call, rules)
-            due = [t for t in (next_position, next_periodic) if t is not None]
+            due = [t for t in (next_position, next_periodic, next_offer) if t is not None]
             if not due:
                 await call.ended.wait()
                 return
@@ -255,6 +367,9 @@ class AcdService:
             if next_periodic is not None and now >= next_periodic - 0.01:
                 prompts += periodic
                 next_periodic = now + ann.periodic_every
+            if next_offer is not None and cb is not None and now >= next_offer - 0.01:
+                prompts.append("callback-offer")
+                next_offer = now + cb.offer_every
             if prompts:
                 await self.b2bua.play(call, prompts)
 

@@ -218,6 +218,7 @@ class Action(Strict):
     hangup: int | None = Field(None, ge=400, le=699)
     ivr: str | None = None
     queue: str | None = None
+    callback: str | None = None  # with queue: a callback request for this number ("" = the caller's)
     voicemail: str | None = None
     conference: str | None = None
     play: str | list[str] | None = None  # prompt names/files, a list or comma-separated
@@ -236,6 +237,8 @@ class Action(Strict):
                 "an action needs exactly one of dial, trunk, hangup, ivr, queue, voicemail, "
                 f"conference, play (got {', '.join(verbs) or 'none'})"
             )
+        if self.callback is not None and self.queue is None:
+            raise ValueError("callback goes with queue: {queue: sales, callback: \"${number}\"}")
         return self
 
 
@@ -410,6 +413,9 @@ class Escalation(Strict):
 class QueueCallback(Strict):
     key: str = "*"  # the caller presses it while waiting to be called back instead
     offer_after: int = Field(30, ge=0)  # offer it (prompt callback-offer) after this wait
+    offer_every: int = Field(60, ge=5)  # and again this often
+    trunk: str | None = None  # how to reach numbers that are not extensions (default: the caller's trunk)
+    ring_timeout: int = Field(30, ge=5)  # how long the customer's phone rings once an agent took the callback
 
 
 class Queue(Strict):
@@ -536,6 +542,8 @@ def cross_references(plan: Plan) -> list[tuple[tuple, str]]:
             for i, member in enumerate(getattr(queue, key)):
                 if member not in plan.extensions:
                     errors.append((("queues", name, key, i), f"unknown extension {member!r}"))
+        if queue.callback is not None and queue.callback.trunk and queue.callback.trunk not in plan.trunks:
+            errors.append((("queues", name, "callback", "trunk"), f"unknown trunk {queue.callback.trunk!r}"))
         check_action(queue.timeout, ("queues", name, "timeout"))
         check_action(queue.overflow, ("queues", name, "overflow"))
     for name, mailbox in plan.mailboxes.items():

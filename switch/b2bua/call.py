@@ -105,6 +105,7 @@ class Fork:
     transfer_of: Fork | None = None  # set on the new leg of a transfer: the transferor's leg
     refer: Any = None  # the transferor's REFER, for its NOTIFYs
     attempt: Any = None  # connect.RingAttempt when an application rings an extension
+    side: str = "b"  # the endpoint it talks to ("a": the second leg of a call the switch placed)
 
     # the transaction layer reports here
     def on_response(self, txn: Any, response: Any) -> None:
@@ -117,7 +118,7 @@ class Fork:
 @dataclass(eq=False)
 class Call:
     id: str
-    inc: IncomingRequest
+    inc: IncomingRequest | None  # None: a call the switch placed (a queue callback)
     caller: str
     called: str
     source: str  # "extension" or a trunk name
@@ -154,6 +155,7 @@ class Call:
     recording_paused: bool = False
     vars: dict[str, str] = field(default_factory=dict)  # set by the IVR (priority, skill.X, language, …)
     typed: list[tuple[str, float]] = field(default_factory=list)  # recent keys, for feature codes
+    partner: Fork | None = None  # a call the switch placed: the leg dialled second, in the caller's place
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     _keys: asyncio.Queue[str] | None = None
 
@@ -165,7 +167,10 @@ class Call:
 
     @property
     def a_flow(self) -> Flow:
-        return self.inc.flow
+        if self.inc is not None:
+            return self.inc.flow
+        assert self.partner is not None, "a call the switch placed has no first side before its partner answers"
+        return self.partner.flow
 
     def live_forks(self) -> list[Fork]:
         return [f for f in self.forks if f.state in (ForkState.CALLING, ForkState.EARLY)]

@@ -46,7 +46,7 @@ def dial_targets(action: Any) -> list[str]:
 class ConnectMixin:
     """Part of the B2BUA: see engine.B2BUA for the attributes used here."""
 
-    async def ring(self, call: Call, extensions: Sequence[str], timeout: float) -> Fork | int:
+    async def ring(self, call: Call, extensions: Sequence[str], timeout: float, *, side: str = "b") -> Fork | int:
         """Ring every contact of ``extensions`` at once for up to ``timeout`` s. Returns the
         answered leg (not yet bridged: see ``bridge``; its ``destination`` names the extension)
         or the final status (408 no answer, 480 not registered, 486 busy, 487 caller gone)."""
@@ -61,9 +61,15 @@ class ConnectMixin:
         for ext, b in bindings:
             uri = parse_name_addr(b.contact).uri
             assert isinstance(uri, URI)
-            fork = self._fork(call, uri, b.target(), destination=f"extension:{ext}", to_user=ext)
+            fork = self._fork(call, uri, b.target(), destination=f"extension:{ext}", to_user=ext, side=side)
             fork.attempt = attempt
             attempt.forks.append(fork)
+        return await self._await_attempt(attempt, timeout)
+
+    async def _await_attempt(self, attempt: RingAttempt, timeout: float) -> Fork | int:
+        """The answering leg of ``attempt``, or its status once all failed, the time is up (408)
+        or the call ended (487); the legs still ringing are cancelled."""
+        call = attempt.call
         ended = asyncio.ensure_future(call.ended.wait())
         try:
             await asyncio.wait({attempt.result, ended}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)

@@ -52,6 +52,7 @@ from .events import (
 )
 from .indialog import InDialogMixin, _session_expires, audio_target_of
 from .media_ops import MediaOpsMixin
+from .originate import OriginateMixin
 from .sdp_anchor import anchor, answer_with, chosen_codec, offer_for_callee
 from .transfer import TransferMixin
 
@@ -62,7 +63,7 @@ DEFAULT_RING_TIMEOUT = 60
 _PREFERENCE = {486: 0, 600: 0, 603: 1, 488: 2, 480: 3, 408: 4, 404: 5}
 
 
-class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin):
+class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, OriginateMixin):
     def __init__(
         self,
         core: SipCore,
@@ -256,16 +257,17 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin):
         return False
 
     def _fork(self, call: Call, uri: URI, flow: Flow, *, destination: str, to_user: str,
-              trunk: str | None = None, transfer_of: Fork | None = None) -> Fork:
+              trunk: str | None = None, transfer_of: Fork | None = None, side: str = "b") -> Fork:
         plan = self.plan_of()
         inc = call.inc
         domain = plan.server.sip.domain
         assert call.media is not None
         ip = self.media_ip(flow)
-        offer = call.caller_sdp or inc.request.body
+        offer = call.caller_sdp or (inc.request.body if inc is not None else b"")
         # late offer (INVITE without SDP): the callee's 200 will carry the offer, the ACKs the answer
-        body = offer_for_callee(offer, ip, call.media.b["port"], session_id=_session_id(call)) if offer else b""
-        mf = inc.request.max_forwards
+        port = getattr(call.media, side)["port"]  # "a": the second leg of a call the switch placed
+        body = offer_for_callee(offer, ip, port, session_id=_session_id(call)) if offer else b""
+        mf = inc.request.max_forwards if inc is not None else None
         if trunk is not None:
             t = plan.trunks[trunk]
             from_user = t.username or call.caller
@@ -294,7 +296,7 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin):
             headers.append(("P-Asserted-Identity", f"{display}<sip:{call.caller}@{domain}>"))
         request = Request("INVITE", uri, headers, body)
         fork = Fork(call=call, engine=self, uri=uri, flow=flow, request=request,
-                    destination=destination, trunk=trunk, transfer_of=transfer_of)
+                    destination=destination, trunk=trunk, transfer_of=transfer_of, side=side)
         call.forks.append(fork)
         fork.txn = self.core.start_transaction(request, flow, fork)
         return fork
@@ -519,7 +521,7 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin):
         call.cause = cause or q850_for(status)
         call.hangup_by = call.hangup_by or "switch"
         text = f';text="{why}"' if why else ""
-        if call.inc.txn.state.value in ("trying", "proceeding"):
+        if call.inc is not None and call.inc.txn.state.value in ("trying", "proceeding"):
             self.core.respond(call.inc, status, headers=[("Reason", f"Q.850;cause={call.cause}{text}")])
         self._emit(CallFailed(call.id, status=status, cause=call.cause))
         await self._finish(call)
@@ -571,7 +573,7 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin):
         if found is None:
             return self.core.make_response(inc, 481)
         call, fork = found
-        if fork is not None and fork is not call.answered:
+        if fork is not None and fork is not call.answered and fork is not call.partner:
             # a leg already transferred away (or a losing fork): only that leg ends
             fork.state = ForkState.DONE
             self.dialogs.pop((inc.request.call_id, inc.request.to.tag or "", inc.request.from_.tag or ""), None)
@@ -697,7 +699,8 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin):
         await worker.request({"cmd": "bridge", "a": a["endpoint"], "b": b["endpoint"]})
         call.media = Media(worker, a, b)
         self.by_endpoint_call[call.id] = call
-        await self._point(call, "a", audio_target_of(call.inc.request.body), chosen_codec(call.inc.request.body))
+        if call.inc is not None:  # a call the switch placed learns its first side from the partner's answer
+            await self._point(call, "a", audio_target_of(call.inc.request.body), chosen_codec(call.inc.request.body))
 
     def on_media_event(self, event: dict[str, Any]) -> None:
         kind = event.get("event")

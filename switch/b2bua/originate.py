@@ -1,0 +1,102 @@
+"""Calls the switch places itself (a queue callback: the agent first, then the customer). Such a
+call has no incoming leg: it is "answered" by the switch from the start, its first leg is rung
+with ``ring`` on the callee-facing endpoint like any agent, and ``ring_partner`` dials the second
+leg — an extension, or a number through a trunk — on the caller-facing endpoint. Once both are
+up, ``bridge`` connects them as for any call; either side hanging up ends both (the partner is
+treated like the caller of an ordinary call).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from ..sip.dialog import new_call_id
+from ..sip.headers import parse_name_addr
+from ..sip.uri import URI, parse_uri
+from .call import Call, CallState, Fork
+from .connect import RingAttempt
+from .indialog import audio_target_of
+from .media_ops import RINGBACK
+from .sdp_anchor import chosen_codec
+
+log = logging.getLogger("centralino.b2bua")
+
+# What we offer the first leg before the partner's codecs are known: G.711 both laws and DTMF.
+SWITCH_OFFER = (b"v=0\r\no=- 0 0 IN IP4 0.0.0.0\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\n"
+                b"m=audio 9 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
+                b"a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\n")
+
+
+class OriginateMixin:
+    """Part of the B2BUA: see engine.B2BUA for the attributes used here."""
+
+    calls: dict[str, Call]
+    plan_of: Any
+    location: Any
+    trunks: Any
+    dialogs: dict
+    core: Any
+
+    async def originate(self, *, caller: str, source: str, did: str, destination: str) -> Call:
+        """A new call with no incoming leg; ``caller`` is who it is on behalf of (the customer)."""
+        domain = self.plan_of().server.sip.domain
+        call = Call(id=new_call_id(domain), inc=None, caller=caller, called=caller, source=source, did=did,
+                    state=CallState.ANSWERED, destination=destination)
+        call.caller_sdp = SWITCH_OFFER
+        self.calls[call.id] = call
+        self._idle.clear()  # type: ignore[attr-defined]
+        await self._ensure_media(call)  # type: ignore[attr-defined]
+        return call
+
+    async def ring_partner(self, call: Call, number: str, timeout: float, *, trunk: str | None) -> Fork | int:
+        """Dial the second leg: ``number``'s phones if it is an extension, else through ``trunk``.
+        The first leg hears ringback meanwhile. Returns the answered leg or the final status."""
+        plan = self.plan_of()
+        attempt = RingAttempt(call, (number,))
+        if number in plan.extensions:
+            for b in self.location.lookup(number, time.time()):
+                uri = parse_name_addr(b.contact).uri
+                assert isinstance(uri, URI)
+                attempt.forks.append(self._fork(call, uri, b.target(), destination=f"extension:{number}",  # type: ignore[attr-defined]
+                                                to_user=number, side="a"))
+        elif trunk is not None and trunk in plan.trunks:
+            t = plan.trunks[trunk]
+            if self.trunks is not None and not (self.trunks.available(trunk) and self.trunks.acquire(trunk)):
+                return 503
+            if self.trunks is not None:
+                call.channels.append(trunk)
+            flow = await self.trunks.flow_for(t) if self.trunks is not None else None
+            uri = parse_uri(f"sip:{number}@{t.host}:{t.port}")
+            assert isinstance(uri, URI) and flow is not None
+            attempt.forks.append(self._fork(call, uri, flow, destination=f"trunk:{trunk}:{number}",  # type: ignore[attr-defined]
+                                            to_user=number, trunk=trunk, side="a"))
+        if not attempt.forks:
+            return 480 if number in plan.extensions else 404
+        for fork in attempt.forks:
+            fork.attempt = attempt
+        await self.play(call, RINGBACK, loop=True, wait=False, side="b")  # type: ignore[attr-defined]
+        result = await self._await_attempt(attempt, timeout)  # type: ignore[attr-defined]
+        await self.stop_playing(call, "b")  # type: ignore[attr-defined]
+        if isinstance(result, Fork):
+            call.partner = result
+            assert result.dialog is not None
+            self.dialogs[result.dialog.id] = (call, result)
+            answer = attempt.answer.body if attempt.answer is not None else b""
+            if answer:
+                await self._point(call, "a", audio_target_of(answer), chosen_codec(answer))  # type: ignore[attr-defined]
+        return result
+
+    async def hold_first_leg(self, call: Call, fork: Fork) -> None:
+        """The first leg answered: it is the call's callee from now on (its BYE ends the call),
+        and its endpoint points at it so that it hears ringback while the partner is dialled."""
+        call.answered = fork
+        call.destination = fork.destination
+        assert fork.dialog is not None
+        self.dialogs[fork.dialog.id] = (call, fork)
+        attempt = fork.attempt
+        answer = attempt.answer.body if attempt is not None and attempt.answer is not None else b""
+        if answer:
+            await self._point(call, "b", audio_target_of(answer), chosen_codec(answer))  # type: ignore[attr-defined]
+        log.info("call %s: %s answered, dialling the partner", call.id, fork.destination)
