@@ -161,12 +161,17 @@ class ConnectMixin:
             attempt.result.set_result(min(statuses, key=lambda s: (s != 486, s)))  # busy wins
 
     async def connect_answered(self, call: Call, action: Any) -> None:
-        """``dial`` from a call the switch answered (IVR exit, ``play`` then ``dial``): the
-        caller hears ringback while the extensions ring; no answer takes the ``else`` action."""
-        targets = dial_targets(action)
-        known = [t for t in targets if t in self.plan_of().extensions]
+        """``dial`` or ``trunk`` from a call the switch answered (IVR exit, ``play`` then
+        ``dial``): the caller hears ringback while the extensions (or the number through the
+        trunks) ring; no answer takes the ``else`` action."""
         await self.play(call, RINGBACK, loop=True, wait=False)
-        result = await self.ring(call, known, action.timeout or 30) if known else 404
+        if action.trunk is not None:
+            trunks = action.trunk if isinstance(action.trunk, list) else [action.trunk]
+            result = await self.ring_out(call, action.number or call.called, action.timeout or 60,  # type: ignore[attr-defined]
+                                         trunks=trunks)
+        else:
+            known = [t for t in dial_targets(action) if t in self.plan_of().extensions]
+            result = await self.ring(call, known, action.timeout or 30) if known else 404
         if call.state is not CallState.ANSWERED:
             return
         if not isinstance(result, int):

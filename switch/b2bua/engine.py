@@ -192,6 +192,8 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
             await self.connect_answered(call, action)  # from an IVR or a prompt: ring, then bridge
         elif action.dial is not None:
             await self._dial_extensions(call, action)
+        elif action.trunk is not None and call.state is CallState.ANSWERED:
+            await self.connect_answered(call, action)  # an IVR's exit to an outside number
         elif action.trunk is not None:
             await self._dial_trunks(call, action)
         else:

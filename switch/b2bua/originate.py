@@ -9,11 +9,9 @@ treated like the caller of an ordinary call).
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from ..sip.dialog import new_call_id
-from ..sip.headers import parse_name_addr
 from ..sip.uri import URI, parse_uri
 from .call import Call, CallState, Fork
 from .connect import RingAttempt
@@ -50,40 +48,50 @@ class OriginateMixin:
         await self._ensure_media(call)  # type: ignore[attr-defined]
         return call
 
-    async def ring_partner(self, call: Call, number: str, timeout: float, *, trunk: str | None) -> Fork | int:
-        """Dial the second leg: ``number``'s phones if it is an extension, else through ``trunk``.
-        The first leg hears ringback meanwhile. Returns the answered leg or the final status."""
+    async def ring_out(self, call: Call, number: str, timeout: float, *, trunks: list[str],
+                       side: str = "b") -> Fork | int:
+        """Ring ``number`` from a call the switch holds: its phones if it is an extension, else
+        through the first of ``trunks`` that is up and has a free channel (failing over to the
+        next when one refuses). Returns the answered leg or the last final status."""
         plan = self.plan_of()
-        attempt = RingAttempt(call, (number,))
         if number in plan.extensions:
-            for b in self.location.lookup(number, time.time()):
-                uri = parse_name_addr(b.contact).uri
-                assert isinstance(uri, URI)
-                attempt.forks.append(self._fork(call, uri, b.target(), destination=f"extension:{number}",  # type: ignore[attr-defined]
-                                                to_user=number, side="a"))
-        elif trunk is not None and trunk in plan.trunks:
-            t = plan.trunks[trunk]
-            if self.trunks is not None and not (self.trunks.available(trunk) and self.trunks.acquire(trunk)):
-                return 503
+            return await self.ring(call, [number], timeout, side=side)  # type: ignore[attr-defined]
+        status = 404
+        for name in [t for t in trunks if t in plan.trunks]:
+            if self.trunks is not None and not (self.trunks.available(name) and self.trunks.acquire(name)):
+                status = 503
+                continue
             if self.trunks is not None:
-                call.channels.append(trunk)
+                call.channels.append(name)
+            t = plan.trunks[name]
             flow = await self.trunks.flow_for(t) if self.trunks is not None else None
             uri = parse_uri(f"sip:{number}@{t.host}:{t.port}")
             assert isinstance(uri, URI) and flow is not None
-            attempt.forks.append(self._fork(call, uri, flow, destination=f"trunk:{trunk}:{number}",  # type: ignore[attr-defined]
-                                            to_user=number, trunk=trunk, side="a"))
-        if not attempt.forks:
-            return 480 if number in plan.extensions else 404
+            attempt = RingAttempt(call, (number,))
+            attempt.forks.append(self._fork(call, uri, flow, destination=f"trunk:{name}:{number}",  # type: ignore[attr-defined]
+                                            to_user=number, trunk=name, side=side))
+            result = await self._ring_attempt(attempt, timeout)
+            if not isinstance(result, int) or result in (486, 487, 600, 603) or call.state is not CallState.ANSWERED:
+                return result  # answered, busy or the caller left: no other trunk
+            status = result
+        return status
+
+    async def _ring_attempt(self, attempt: RingAttempt, timeout: float) -> Fork | int:
         for fork in attempt.forks:
             fork.attempt = attempt
+        return await self._await_attempt(attempt, timeout)  # type: ignore[attr-defined]
+
+    async def ring_partner(self, call: Call, number: str, timeout: float, *, trunk: str | None) -> Fork | int:
+        """Dial the second leg of a call the switch placed, on the caller-facing endpoint; the
+        first leg hears ringback meanwhile. Returns the answered leg or the final status."""
         await self.play(call, RINGBACK, loop=True, wait=False, side="b")  # type: ignore[attr-defined]
-        result = await self._await_attempt(attempt, timeout)  # type: ignore[attr-defined]
+        result = await self.ring_out(call, number, timeout, trunks=[trunk] if trunk else [], side="a")
         await self.stop_playing(call, "b")  # type: ignore[attr-defined]
         if isinstance(result, Fork):
             call.partner = result
             assert result.dialog is not None
             self.dialogs[result.dialog.id] = (call, result)
-            answer = attempt.answer.body if attempt.answer is not None else b""
+            answer = result.attempt.answer.body if result.attempt is not None and result.attempt.answer else b""
             if answer:
                 await self._point(call, "a", audio_target_of(answer), chosen_codec(answer))  # type: ignore[attr-defined]
         return result

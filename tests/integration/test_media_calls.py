@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from audio import RtpPhone, dominant, level_at, rms, sine
 from centralino.api.server import call_api
+from centralino.media.player import PACKAGED as PROMPTS
 from helpers import (
     Caller,
     Phone,
@@ -167,9 +168,11 @@ def test_three_party_conference_through_sip(sw):
     assert {r["destination"] for r in cdr} == {"conference:demo"}
 
 
-def test_embedded_default_plan_greets_and_records_a_call_to_800(tmp_path):
-    """The plan `centralino run` uses without --config: dialling 800 from a demo extension hears
-    the greeting, and the call is recorded into recordings/."""
+def test_embedded_default_plan_after_hours_takes_a_message_and_records_the_call(tmp_path):
+    """The plan `centralino run` uses without --config, with the office forced closed (the
+    day/night switch, so the test does not depend on the hour): dialling 800 hears "closed" and
+    the voicemail greeting, the caller's 2 s become a message in the general box, and the whole
+    call is recorded into recordings/."""
     from importlib import resources
 
     text = resources.files("centralino.config").joinpath("default.yaml").read_text("utf-8")
@@ -179,19 +182,24 @@ def test_embedded_default_plan_greets_and_records_a_call_to_800(tmp_path):
             .replace('"1001": {name: "Alice"}', '"1001": {name: "Alice", password: "pw1001"}'))
     phone = RtpPhone("PCMU")
     with RunningSwitch(text) as sw:
+        status, _ = call_api(sw.api, "POST", "/schedules", json.dumps({"schedule": "office", "mode": "closed"}).encode())
+        assert status == 200
         alice = Caller(sw.address("udp"), "1001", "pw1001")
         alice.sdp = sdp_for(phone.address[1], "0 8 101")
         try:
             resp = alice.call("800")
             assert resp is not None and resp.status == 200
             alice._ack(alice.last_invite, resp)
-            phone.send(sine(440, 1.0, 0.1), ("127.0.0.1", media_port(resp)))
-            assert wait_for(lambda: next((m for m in iter(lambda: alice.recv(0.2), None)
-                                          if getattr(m, "method", "") == "BYE"), None), 10)
+            closed, leave = (wave.open(str(PROMPTS / f"{n}.wav")).getnframes() / 8000 for n in ("closed", "leave-message"))
+            time.sleep(closed + leave + 0.6)
+            phone.send(sine(440, 2.0, 0.3), ("127.0.0.1", media_port(resp)), block=True)
+            assert alice.hang_up(resp, 3).status == 200
             audio = phone.audio()
+            box = wait_for(lambda: call_api(sw.api, "POST", "/voicemail", b'{"mailbox": "general"}')[1]["messages"], 5)
         finally:
             phone.close()
-        files = wait_for(lambda: list((tmp_path / "recordings").rglob("*.wav")), 5)
-    assert rms(audio) > 1000 and len(audio) / 8000 > 3.0  # welcome + goodbye ≈ 3.8 s
+        files = wait_for(lambda: list((tmp_path / "recordings").glob("2*/**/*.wav")), 5)
+    assert rms(audio) > 1000 and len(audio) / 8000 > closed + leave
+    assert len(box) == 1 and box[0]["caller"] == "1001" and 1.5 < box[0]["seconds"] < 3.0
     with wave.open(str(files[0])) as w:
-        assert w.getnchannels() == 2 and w.getnframes() / 8000 > 3.0
+        assert w.getnchannels() == 2 and w.getnframes() / 8000 > closed + leave
