@@ -118,6 +118,7 @@ class Switch:
         self.mwi = MwiNotifier(self.core, self.auth, lambda: self.plan, lambda ext: self.voicemail.counts_for(ext))
         self.voicemail = VoicemailService(self.b2bua, lambda: self.plan, self.db, self.mwi)
         await self._restore_schedule_overrides()
+        await self.acd.restore_agents()
         try:
             # Bind first, so that a busy port is a plain error rather than a task-group failure.
             await self.transports.start(sip.listen_addresses)

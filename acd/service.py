@@ -79,6 +79,28 @@ class AcdService:
                     dist.login(agent.extension, now)
         return dist
 
+    async def restore_agents(self) -> None:
+        """Logins and pauses survive a restart: each agent's last AGENT row in the queue log
+        (a call in progress died with the old process, so ringing/on-call/wrap-up is available)."""
+        rows = await self.db.fetchall(
+            "SELECT agent, state, reason FROM queue_log WHERE id IN"
+            " (SELECT MAX(id) FROM queue_log WHERE event = 'AGENT' GROUP BY agent)")
+        d, now = self.distributor, time.time()
+        for row in rows:
+            agent = d.agents.get(row["agent"])
+            if agent is None:
+                continue
+            if row["state"] == AgentState.LOGGED_OUT.value:
+                if agent.state is not AgentState.LOGGED_OUT:
+                    d.logout(agent.extension, now)
+                continue
+            if agent.state is AgentState.LOGGED_OUT:
+                d.login(agent.extension, now)
+            if row["state"] == AgentState.PAUSED.value and agent.state is not AgentState.PAUSED:
+                d.pause(agent.extension, row["reason"], now)
+        self._flush_changes()
+        log.info("agents restored: %s", ", ".join(f"{a.extension} {a.state.value}" for a in d.agents.values()) or "none")
+
     def reload(self, plan: Plan) -> None:
         self.distributor = self._build(plan, self.distributor)
         self.install_features()

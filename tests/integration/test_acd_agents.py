@@ -161,3 +161,17 @@ def test_missed_rings_auto_pause_the_agent_and_the_caller_abandons(sw, tmp_path)
     assert abandon and abandon[0]["queue"] == "flaky"
     by_queue = report(sw, "queue")
     assert by_queue["flaky"]["offered"] == 1 and by_queue["flaky"]["abandoned"] == 1 and by_queue["flaky"]["answered"] == 0
+
+
+def test_agent_logins_and_pauses_survive_a_restart(tmp_path):
+    text = plan_text(tmp_path, PLAN, extensions=EXTS)
+    with RunningSwitch(text) as first:
+        agent(first, "1002", "pause")  # reason defaults to break
+        assert call_api(first.api, "POST", "/agents",
+                        json.dumps({"agent": "1004", "action": "pause", "reason": "lunch"}).encode())[0] == 200
+        agent(first, "1003", "logout")
+    with RunningSwitch(text) as second:
+        agents = call_api(second.api, "GET", "/queues")[1]["agents"]
+    assert (agents["1002"]["state"], agents["1002"]["pause_reason"]) == ("paused", "break")
+    assert (agents["1004"]["state"], agents["1004"]["pause_reason"]) == ("paused", "lunch")
+    assert agents["1003"]["state"] == "logged-out" and agents["1005"]["state"] == "available"
