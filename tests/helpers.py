@@ -477,3 +477,15 @@ def info_digit(caller: Caller, answer, cseq: int, digit: str) -> None:
                                 body=f"Signal={digit}\r\nDuration=160\r\n".encode(),
                                 extra=[("Content-Type", "application/dtmf-relay")])
     assert caller.transact(req).status == 200
+
+
+def db_rows(sw, sql: str, params: tuple = ()) -> list[dict]:
+    """Rows of a query on a running (or stopped) test switch's SQLite file, as dicts."""
+    import sqlite3
+
+    conn = sqlite3.connect(sw.tmp / "centralino.db")
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute(sql, params)]
+    finally:
+        conn.close()

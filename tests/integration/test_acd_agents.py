@@ -7,7 +7,6 @@ report and the CDR agree with the calls made."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 from centralino.api.server import call_api
 from centralino.bench.sipp import run_sipp, start_sipp
-from helpers import RunningSwitch, SipClient, free_port, need_tool, plan_text, wait_for
+from helpers import RunningSwitch, SipClient, db_rows, free_port, need_tool, plan_text, wait_for
 from sipp_ivr import ivr_caller
 
 DATA = Path(__file__).parent.parent / "data"
@@ -81,12 +80,7 @@ def in_background(*args):
 
 
 def log_rows(sw, event: str) -> list[dict]:
-    conn = sqlite3.connect(sw.tmp / "centralino.db")
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute("SELECT * FROM queue_log WHERE event = ? ORDER BY id", (event,))]
-    finally:
-        conn.close()
+    return db_rows(sw, "SELECT * FROM queue_log WHERE event = ? ORDER BY id", (event,))
 
 
 def report(sw, by: str) -> dict:
@@ -112,11 +106,9 @@ def test_round_robin_remembers_and_the_report_matches_the_calls(sw, tmp_path):
     by_queue, by_agent = report(sw, "queue"), report(sw, "agent")
     assert by_queue["rr"]["offered"] == 4 and by_queue["rr"]["answered"] == 4 and by_queue["rr"]["abandoned"] == 0
     assert {a: r["answered"] for a, r in by_agent.items() if r["answered"]} == {"1002": 2, "1003": 1, "1004": 1}
-    conn = sqlite3.connect(sw.tmp / "centralino.db")
-    cdr = conn.execute("SELECT destination, disposition FROM cdr WHERE leg = 'call' ORDER BY id").fetchall()
-    conn.close()
-    assert [d for d, _ in cdr] == ["extension:1002", "extension:1003", "extension:1004", "extension:1002"]
-    assert all(disp == "ANSWERED" for _, disp in cdr)
+    cdr = db_rows(sw, "SELECT destination, disposition FROM cdr WHERE leg = 'call' ORDER BY id")
+    assert [r["destination"] for r in cdr] == ["extension:1002", "extension:1003", "extension:1004", "extension:1002"]
+    assert all(r["disposition"] == "ANSWERED" for r in cdr)
     # talk time in the report is the calls' talk time (each caller holds ~1.5 s after the answer)
     assert 4 * 1.0 < sum(r["talk"] for r in by_agent.values()) < 4 * 1.6
 

@@ -8,7 +8,6 @@ agent is free again."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 
 import numpy as np
@@ -19,6 +18,7 @@ from helpers import (
     Caller,
     Phone,
     RunningSwitch,
+    db_rows,
     info_digit,
     media_port,
     plan_text,
@@ -49,12 +49,7 @@ def sw(tmp_path):
 
 
 def queue_log(sw) -> list[dict]:
-    conn = sqlite3.connect(sw.tmp / "centralino.db")
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute("SELECT * FROM queue_log WHERE event != 'AGENT' ORDER BY at, rowid")]
-    finally:
-        conn.close()
+    return db_rows(sw, "SELECT * FROM queue_log WHERE event != 'AGENT' ORDER BY at, rowid")
 
 
 def agent(sw, action: str) -> None:

@@ -3,12 +3,11 @@ timeout to the route's else, forking, no open relay; and their CDR rows."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
 import pytest
 from centralino.switch.sip.sdp import parse_sdp
-from helpers import Caller, Phone, RunningSwitch, plan_text, wait_for
+from helpers import Caller, Phone, RunningSwitch, db_rows, plan_text, wait_for
 
 ROUTES = """\
 trunks:
@@ -38,9 +37,7 @@ def sw(tmp_path):
 
 
 def cdr(sw, leg="call"):
-    conn = sqlite3.connect(sw.tmp / "centralino.db")
-    conn.row_factory = sqlite3.Row
-    return [dict(r) for r in conn.execute("SELECT * FROM cdr WHERE leg = ? ORDER BY id", (leg,))]
+    return db_rows(sw, "SELECT * FROM cdr WHERE leg = ? ORDER BY id", (leg,))
 
 
 def test_answered_call_and_bye_leave_a_cdr(sw):

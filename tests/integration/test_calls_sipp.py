@@ -5,13 +5,21 @@ through a SIPp "provider" that challenges with 407."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
 import pytest
 from centralino.bench.sipp import run_sipp, start_sipp
 from centralino.switch.sip.sdp import parse_sdp
-from helpers import Caller, RunningSwitch, SipClient, free_port, need_tool, plan_text, wait_for
+from helpers import (
+    Caller,
+    RunningSwitch,
+    SipClient,
+    db_rows,
+    free_port,
+    need_tool,
+    plan_text,
+    wait_for,
+)
 
 PLAN = """\
 trunks:
@@ -47,9 +55,7 @@ def answering_phone(sw, calls: int, tmp_path):
 
 
 def rows(sw):
-    conn = sqlite3.connect(sw.tmp / "centralino.db")
-    conn.row_factory = sqlite3.Row
-    return [dict(r) for r in conn.execute("SELECT * FROM cdr WHERE leg = 'call' ORDER BY id")]
+    return db_rows(sw, "SELECT * FROM cdr WHERE leg = 'call' ORDER BY id")
 
 
 def media_totals(sw):

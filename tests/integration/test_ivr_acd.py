@@ -5,7 +5,6 @@ opening hours is frozen; the queue log, the CDR and the real-time view are check
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 from datetime import datetime
@@ -13,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from centralino.bench.sipp import run_sipp, start_sipp
-from helpers import RunningSwitch, SipClient, free_port, need_tool, plan_text, wait_for
+from helpers import RunningSwitch, SipClient, db_rows, free_port, need_tool, plan_text, wait_for
 from sipp_ivr import ivr_caller
 
 ROME = ZoneInfo("Europe/Rome")
@@ -89,12 +88,7 @@ def call_in(sw, tmp_path, keys, hold_ms, *, switch_hangs_up=False, name="caller.
 
 
 def rows(sw, sql):
-    conn = sqlite3.connect(sw.tmp / "centralino.db")
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute(sql)]
-    finally:
-        conn.close()
+    return db_rows(sw, sql)
 
 
 def queue_log(sw):

@@ -5,7 +5,6 @@ caller's 1 kHz tone back. The CDR shows the trunk destination."""
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import time
 
@@ -16,6 +15,7 @@ from centralino.bench.sipp import start_sipp
 from helpers import (
     Caller,
     RunningSwitch,
+    db_rows,
     free_port,
     info_digit,
     media_port,
@@ -84,7 +84,5 @@ def test_language_choice_picks_the_prompt_then_the_ivr_leaves_through_the_trunk(
     freqs = [round(dominant(w), -1) for w in windows if level_at(w, dominant(w)) > 2000]
     assert 700 in freqs and 400 not in freqs, f"the it/ prompt, not the default: {freqs}"
     assert freqs[-1] == 1000 and freqs.index(700) < len(freqs) - 1, "then the carrier's echo of the caller"
-    conn = sqlite3.connect(sw.tmp / "centralino.db")
-    rows = wait_for(lambda: conn.execute("SELECT destination, disposition FROM cdr WHERE leg = 'call'").fetchall(), 5)
-    conn.close()
-    assert rows == [("trunk:carrier:4951112233", "ANSWERED")]
+    rows = wait_for(lambda: db_rows(sw, "SELECT destination, disposition FROM cdr WHERE leg = 'call'"), 5)
+    assert rows == [{"destination": "trunk:carrier:4951112233", "disposition": "ANSWERED"}]

@@ -5,7 +5,6 @@ pause typed as a feature code, and a three-party conference."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 import wave
 
@@ -18,6 +17,7 @@ from helpers import (
     Caller,
     Phone,
     RunningSwitch,
+    db_rows,
     info_digit,
     media_port,
     plan_text,
@@ -52,12 +52,7 @@ def sw(tmp_path):
 
 
 def rows(sw, sql):
-    conn = sqlite3.connect(sw.tmp / "centralino.db")
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute(sql)]
-    finally:
-        conn.close()
+    return db_rows(sw, sql)
 
 
 def test_prompt_route_is_heard_then_hung_up_and_recorded(sw):
