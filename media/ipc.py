@@ -5,6 +5,7 @@ Commands carry an ``id`` and get a reply with the same ``id``; events carry ``ev
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from typing import Any
 
@@ -35,3 +36,28 @@ class FrameDecoder:
             out.append(msgpack.unpackb(bytes(self._buf[4:4 + n]), raw=False, strict_map_key=False))
             del self._buf[:4 + n]
         return out
+
+
+class CoalescingWriter:
+    """Frames written during one loop iteration leave in one send: under load an iteration
+    carries many commands (or replies), and a system call each costs more than their work."""
+
+    __slots__ = ("_parts", "_scheduled", "_writer")
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+        self._parts: list[bytes] = []
+        self._scheduled = False
+
+    def write(self, frame: bytes) -> None:
+        self._parts.append(frame)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        data = b"".join(self._parts)
+        self._parts.clear()
+        if not self._writer.is_closing():
+            self._writer.write(data)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .engine import MediaEngine
-from .ipc import FrameDecoder, encode_frame
+from .ipc import CoalescingWriter, FrameDecoder, encode_frame
 
 log = logging.getLogger("centralino.media")
 
@@ -30,7 +30,8 @@ EventHandler = Callable[[dict[str, Any]], None]
 
 # -- the worker process ------------------------------------------------------------------------------
 async def worker_main(connect: str, ip: str, low: int, high: int, index: int) -> None:
-    reader, writer = await asyncio.open_unix_connection(connect)
+    reader, stream = await asyncio.open_unix_connection(connect)
+    writer = CoalescingWriter(stream)
     engine = MediaEngine(ip, low, high, emit=lambda event: writer.write(encode_frame(event)))
     writer.write(encode_frame({"hello": index, "pid": os.getpid()}))
     decoder = FrameDecoder()
@@ -100,6 +101,7 @@ class RemoteWorker(WorkerHandle):
         self.index = index
         self.proc = proc
         self.writer: asyncio.StreamWriter | None = None
+        self.frames: CoalescingWriter | None = None  # commands of one loop iteration in one send
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
         self.connected = asyncio.get_running_loop().create_future()
@@ -112,7 +114,9 @@ class RemoteWorker(WorkerHandle):
         ident = next(self._ids)
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[ident] = fut
-        self.writer.write(encode_frame({**cmd, "id": ident}))
+        if self.frames is None:
+            self.frames = CoalescingWriter(self.writer)
+        self.frames.write(encode_frame({**cmd, "id": ident}))
         try:
             return await asyncio.wait_for(fut, 10)
         finally:

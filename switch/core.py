@@ -26,6 +26,7 @@ from .sip.transaction import (
     ServerTransaction,
     State,
     TransactionLayer,
+    TransactionTerminated,
     TransactionTimeout,
 )
 from .sip.uri import URI, AbsoluteURI
@@ -368,6 +369,10 @@ class SipCore:
                         self._guard(owner.on_timeout)
                 elif owner is not None and hasattr(owner, "on_timeout"):
                     self._guard(owner.on_timeout, event.transaction)
+            elif isinstance(event, TransactionTerminated):
+                # owner and transaction point at each other: unlinked here, the pair is freed by
+                # reference counting at once instead of waiting for a garbage collector pass
+                event.transaction.user_data = None
         for data, dest in layer.datagrams_to_send():
             self._send(data, dest)
         self._arm_timer()

@@ -115,6 +115,25 @@ class Fork:
         self.engine.on_fork_timeout(self, txn)
 
 
+@dataclass(eq=False, slots=True)
+class FinishedLeg:
+    """Stands in for a leg of a finished call while its INVITE client transaction lingers
+    (RFC 6026: 32 s to pass on retransmitted 2xx): answers those without keeping the whole
+    call — dialogs, parsed messages, media, CDR fields — alive for the garbage collector."""
+
+    engine: Any
+    request: Request
+    flow: Flow
+    dialog: Dialog | None
+
+    def on_response(self, txn: Any, response: Any) -> None:
+        if 200 <= response.status < 300:
+            self.engine.on_late_2xx(self, response)
+
+    def on_timeout(self, txn: Any) -> None:
+        pass
+
+
 @dataclass(eq=False)
 class Call:
     id: str

@@ -34,6 +34,7 @@ from .call import (
     NORMAL_CLEARING,
     Call,
     CallState,
+    FinishedLeg,
     Fork,
     ForkState,
     Media,
@@ -380,7 +381,8 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
         body = b""
         headers: list[tuple[str, str]] = [("Contact", self.core.contact_for(call.a_flow))]
         if resp.body and resp.status == 183 and call.inc.request.body:
-            body = self._answer_to_caller(call, fork, resp.body)
+            body, media_commands = self._answer_to_caller(call, fork, resp.body)
+            self.core.spawn(call.media.worker.request({"cmd": "batch", "commands": media_commands}))
             headers.append(("Content-Type", "application/sdp"))
         elif resp.status == 183:
             return
@@ -388,21 +390,22 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
         event = CallEarlyMedia if body else CallRinging
         self._emit(event(call.id, destination=fork.destination))
 
-    def _answer_to_caller(self, call: Call, fork: Fork, body: bytes) -> bytes:
-        """The callee's SDP, pointed at our caller-facing endpoint; and point the callee-facing
-        endpoint at the callee."""
+    def _answer_to_caller(self, call: Call, fork: Fork, body: bytes) -> tuple[bytes, list[dict[str, Any]]]:
+        """The callee's SDP, pointed at our caller-facing endpoint; and the worker commands that
+        point the callee-facing endpoint at the callee (and set the caller's codec)."""
         assert call.media is not None
         callee = chosen_codec(body)
         caller_offer = call.caller_sdp or call.inc.request.body
+        commands = []
         if caller_offer and callee is not None:
             # one codec from the caller's offer, the callee's if it has it; else the worker transcodes
             new, caller = answer_with(caller_offer, self.media_ip(call.a_flow), call.media.a["port"],
                                       session_id=_session_id(call), prefer=callee.codec)
-            self.core.spawn(self._point(call, "a", None, caller))
+            commands.append(self._point_command(call, "a", None, caller))
         else:
             new = anchor(body, self.media_ip(call.a_flow), call.media.a["port"], session_id=_session_id(call))[0]
-        self.core.spawn(self._point(call, "b", audio_target_of(body), callee))
-        return new
+        commands.append(self._point_command(call, "b", audio_target_of(body), callee))
+        return new, [c for c in commands if c is not None]
 
     def _fork_answered(self, fork: Fork, resp: Response) -> None:
         call = fork.call
@@ -440,7 +443,7 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
         for other in call.live_forks():
             other.status = 487
             self._cancel_fork(other)
-        body = self._answer_to_caller(call, fork, resp.body) if resp.body else b""
+        body, media_commands = self._answer_to_caller(call, fork, resp.body) if resp.body else (b"", [])
         inc = call.inc
         call.a_dialog = Dialog.from_uas(inc.request, inc.to_tag)
         self.dialogs[call.a_dialog.id] = (call, None)
@@ -456,13 +459,28 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
             fork.timer = SessionTimer(se[0], we_refresh=se[1] != "uas")
             self._arm_timer(call, fork)
         assert call.media is not None
-        self.core.spawn(call.media.worker.request({
-            "cmd": "timeout", "endpoints": [call.media.a["endpoint"], call.media.b["endpoint"]],
-            "seconds": self.rtp_timeout}))
+        media_commands.append({"cmd": "timeout", "endpoints": [call.media.a["endpoint"], call.media.b["endpoint"]],
+                               "seconds": self.rtp_timeout})
+        self.core.spawn(call.media.worker.request({"cmd": "batch", "commands": media_commands}))
         log.info("call %s answered by %s", call.id, fork.destination)
         self._emit(CallAnswered(call.id, destination=fork.destination))
         if call.record:
             self.core.spawn(self.start_recording(call, agent=fork.destination))
+
+    def on_late_2xx(self, leg: FinishedLeg, resp: Response) -> None:
+        """A 2xx on a leg of a finished call: ACK it again, or ACK and hang up an answer that
+        came after the call ended (it crossed our CANCEL)."""
+        try:
+            dialog = Dialog.from_uac(leg.request, resp)
+        except RemoteProtocolError:
+            return
+        known = leg.dialog is not None and leg.dialog.remote_tag == dialog.remote_tag
+        ack = (leg.dialog if known and leg.dialog is not None else dialog).create_request("ACK", self.core.via_for(leg.flow))
+        ack.set_header("CSeq", f"{leg.request.cseq.seq} ACK")
+        self.core.send_stateless(ack, leg.flow)
+        if not known:
+            leg.dialog = dialog
+            self._bye(dialog, leg.flow)
 
     def _send_ack(self, fork: Fork) -> None:
         assert fork.dialog is not None
@@ -661,12 +679,13 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
         if call.media is not None:
             media, call.media = call.media, None
             media.worker.endpoints -= 2
-            for side in ("a", "b"):
-                try:
-                    call.rtp[side] = await media.worker.request({"cmd": "endpoint.destroy",
-                                                                 "endpoint": getattr(media, side)["endpoint"]})
-                except (TimeoutError, ConnectionError):
-                    pass
+            try:
+                done = await media.worker.request({"cmd": "batch", "commands": [
+                    {"cmd": "endpoint.destroy", "endpoint": media.a["endpoint"]},
+                    {"cmd": "endpoint.destroy", "endpoint": media.b["endpoint"]}]})
+                call.rtp["a"], call.rtp["b"] = done["results"]
+            except (TimeoutError, ConnectionError):
+                pass
             self.by_endpoint_call.pop(call.id, None)
         if self.db is not None:
             try:
@@ -681,6 +700,16 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
             self._idle.set()
         log.info("call %s ended (%s, status %s, cause %s, by %s)", call.id,
                  "answered" if call.answered_at else "unanswered", call.final_status, call.cause, call.hangup_by)
+        # A finished call's parts point at each other (the INVITE's callbacks and the legs'
+        # ring attempts hold the call): unlinked, reference counting frees them as soon as the
+        # transactions let go, instead of piling up for the garbage collector's long passes.
+        if call.inc is not None:
+            call.inc.on_cancel = call.inc.on_timeout = None
+        for fork in call.forks:
+            fork.attempt = None
+            if fork.txn is not None and fork.txn.user_data is fork:
+                fork.txn.user_data = FinishedLeg(self, fork.request, fork.flow, fork.dialog)
+        call.forks, call.answered, call.partner = [], None, None
 
     def _release_channels(self, call: Call) -> None:
         if self.trunks is not None:
@@ -693,16 +722,17 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
             return
         worker = worker or self.media.pick()
         worker.endpoints += 2
-        a = await worker.request({"cmd": "endpoint.create", "call": call.id})
-        b = await worker.request({"cmd": "endpoint.create", "call": call.id})
-        if not (a.get("ok") and b.get("ok")):
+        pair = await worker.request({"cmd": "pair.create", "call": call.id})
+        if not pair.get("ok"):
             worker.endpoints -= 2
             raise RemoteProtocolError("no media port available", 503)
-        await worker.request({"cmd": "bridge", "a": a["endpoint"], "b": b["endpoint"]})
-        call.media = Media(worker, a, b)
+        call.media = Media(worker, pair["a"], pair["b"])
         self.by_endpoint_call[call.id] = call
         if call.inc is not None:  # a call the switch placed learns its first side from the partner's answer
-            await self._point(call, "a", audio_target_of(call.inc.request.body), chosen_codec(call.inc.request.body))
+            offer = call.inc.request.body
+            update = self._point_command(call, "a", audio_target_of(offer), chosen_codec(offer))
+            if update is not None:
+                await worker.request(update)
 
     def on_media_event(self, event: dict[str, Any]) -> None:
         kind = event.get("event")

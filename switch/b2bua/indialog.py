@@ -126,21 +126,26 @@ class InDialogMixin:
         """Send ``side``'s endpoint's audio to where that side's SDP now says; ``chosen`` (a
         sdp_anchor.Chosen) sets the codec that side speaks."""
         media = call.media  # the call may end (and drop its media) while we await the worker
+        update = self._point_command(call, side, target, chosen)
+        if media is not None and update is not None:
+            await media.worker.request(update)
+
+    def _point_command(self, call: Call, side: str, target: Any, chosen: Any = None) -> dict[str, Any] | None:
+        """The worker command of ``_point`` (None when there is nothing to change), to send on
+        its own or in a batch with others."""
+        media = call.media
         if media is None or (target is None and chosen is None):
-            return
-        ep = getattr(media, side)
-        update: dict[str, Any] = {"cmd": "endpoint.update", "endpoint": ep["endpoint"]}
+            return None
+        update: dict[str, Any] = {"cmd": "endpoint.update", "endpoint": getattr(media, side)["endpoint"]}
         if chosen is not None:
             update.update(codec=chosen.codec, pt=chosen.pt, codecs=chosen.codecs)
             media.codecs[side] = chosen.codec
-        if target is None:
-            await media.worker.request(update)
-            return
-        update.update(ip=target.ip, port=target.port, rtcp_port=target.rtcp_port, dtmf_pt=target.dtmf_pt)
-        await media.worker.request(update)
-        # a side that offers no telephone-event sends its keys as tones: listen for them
-        inband = target.dtmf_pt is None and self.plan_of().server.rtp.inband_dtmf
-        await media.worker.request({"cmd": "detect", "endpoint": ep["endpoint"], "inband_dtmf": inband})
+        if target is not None:
+            # a side that offers no telephone-event sends its keys as tones: listen for them
+            inband = target.dtmf_pt is None and self.plan_of().server.rtp.inband_dtmf
+            update.update(ip=target.ip, port=target.port, rtcp_port=target.rtcp_port, dtmf_pt=target.dtmf_pt,
+                          inband_dtmf=inband)
+        return update
 
     # -- session timers (RFC 4028) ---------------------------------------------------------------
     def _caller_session_timer(self, call: Call) -> list[tuple[str, str]]:

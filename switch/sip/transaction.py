@@ -62,17 +62,14 @@ class Transaction:
     def __init__(self, layer: TransactionLayer, key: tuple, request: Request, dest: Any, reliable: bool):
         self.layer = layer
         self.key = key
-        self.request = request
+        self.request: Request | None = request  # dropped once only retransmissions are left
+        self.method = request.method
         self.dest = dest
         self.reliable = reliable
         self.state = State.TRYING
         self._timers: dict[str, float] = {}
         self._intervals: dict[str, float] = {}
         self.user_data: Any = None  # for the transaction user (e.g. a future or a call leg)
-
-    @property
-    def method(self) -> str:
-        return self.request.method
 
     def get_timer(self) -> float | None:
         return min(self._timers.values()) if self._timers else None
@@ -99,6 +96,13 @@ class Transaction:
 
     def _send(self, data: bytes) -> None:
         self.layer._outgoing.append((data, self.dest))
+
+    def _shrink(self) -> None:
+        """From here on only bytes and timers matter (absorbing retransmissions for up to 32 s):
+        the parsed messages go, so thousands of waiting transactions are not thousands of
+        object graphs for the garbage collector to walk."""
+        self.request = None
+        self.user_data = None if self.kind in ("nist", "ist") else self.user_data
 
     def _terminate(self) -> None:
         if self.state is State.TERMINATED:
@@ -157,13 +161,16 @@ class ClientInviteTransaction(ClientTransaction):
                 self._cancel("A", "B")
                 self._set("M", now, 64 * self.layer.t1)
                 self._deliver(response)
+                self.request = None  # the TU keeps its own copy to ACK retransmitted 2xx
             else:
                 self.state = State.COMPLETED
                 self._cancel("A", "B")
+                assert self.request is not None
                 self._ack = make_ack_for_error(self.request, response).serialize()
                 self._send(self._ack)
                 self._set("D", now, 0.0 if self.reliable else 32.0)
                 self._deliver(response)
+                self.request = None
         elif self.state is State.ACCEPTED and 200 <= status < 300:
             self._deliver(response)  # a retransmitted 2xx: the TU acks it again
         elif self.state is State.COMPLETED and status >= 300:
@@ -203,6 +210,7 @@ class ClientNonInviteTransaction(ClientTransaction):
             self._cancel("E", "F")
             self._set("K", now, 0.0 if self.reliable else self.layer.t4)
             self._deliver(response)
+            self.request = None
 
 
 # -- server side ---------------------------------------------------------------------------------
@@ -225,6 +233,8 @@ class ServerInviteTransaction(ServerTransaction):
         self.state = State.PROCEEDING
         self._data: bytes | None = None
         self.acked = False
+        assert self.request is not None
+        self.call_key = (self.request.call_id, self.request.cseq.seq)  # how the ACK of a 2xx finds it
 
     def send_response(self, response: Response, now: float) -> None:
         if self.state not in (State.PROCEEDING, State.ACCEPTED):
@@ -246,7 +256,7 @@ class ServerInviteTransaction(ServerTransaction):
             if not self.reliable:
                 self._set("G2xx", now, self.layer.t1)
             self._set("L", now, 64 * self.layer.t1)
-            self.layer._accepted[(self.request.call_id, self.request.cseq.seq)] = self
+            self.layer._accepted[self.call_key] = self
         else:
             self.state = State.COMPLETED
             if not self.reliable:
@@ -259,6 +269,8 @@ class ServerInviteTransaction(ServerTransaction):
                 self.state = State.CONFIRMED
                 self._cancel("G", "H")
                 self._set("I", now, 0.0 if self.reliable else self.layer.t4)
+                self.last_response = None
+                self._shrink()
             return
         if self.state in (State.PROCEEDING, State.COMPLETED, State.ACCEPTED) and self._data:
             self._send(self._data)
@@ -268,6 +280,8 @@ class ServerInviteTransaction(ServerTransaction):
         if self.state is State.ACCEPTED and not self.acked:
             self.acked = True
             self._cancel("G2xx")
+            self.last_response = None
+            self._shrink()  # acknowledged: Timer L only absorbs retransmissions now
 
     def _fire(self, name: str, now: float) -> None:
         if name == "G" and self.state is State.COMPLETED and self._data:
@@ -305,7 +319,8 @@ class ServerNonInviteTransaction(ServerTransaction):
             self.state = State.PROCEEDING
         else:
             self.state = State.COMPLETED
-            self.request.compact()  # only the bytes of the answer are needed from here on
+            self.last_response = None
+            self._shrink()  # the transaction user is done too: nothing is kept alive for Timer J
             self._set("J", now, 0.0 if self.reliable else 64 * self.layer.t1)
 
     def receive_request(self, request: Request, now: float) -> None:
@@ -464,10 +479,8 @@ class TransactionLayer:
         table = self.clients if isinstance(txn, ClientTransaction) else self.servers
         if table.get(txn.key) is txn:
             del table[txn.key]
-        if isinstance(txn, ServerInviteTransaction):
-            k = (txn.request.call_id, txn.request.cseq.seq)
-            if self._accepted.get(k) is txn:
-                del self._accepted[k]
+        if isinstance(txn, ServerInviteTransaction) and self._accepted.get(txn.call_key) is txn:
+            del self._accepted[txn.call_key]
 
     def __len__(self) -> int:
         return len(self.clients) + len(self.servers)
