@@ -82,6 +82,9 @@ class Transaction:
     def _cancel(self, *names: str) -> None:
         for n in names:
             self._timers.pop(n, None)
+        # the layer's heap holds only the earliest deadline: the next one must be pushed now,
+        # or a later timer (Timer L behind a cancelled G) is never fired and the transaction leaks
+        self.layer._schedule(self)
 
     def handle_timer(self, now: float) -> None:
         for name, deadline in sorted(self._timers.items(), key=lambda kv: kv[1]):
@@ -468,7 +471,9 @@ class TransactionLayer:
             deadline, _, txn = heapq.heappop(heap)
             if txn.get_timer() != deadline:
                 continue
-            txn.handle_timer(now)  # re-armed timers push their own heap entries
+            txn.handle_timer(now)
+            if txn.state is not State.TERMINATED:
+                self._schedule(txn)  # its next deadline (a timer that fired may have been the earliest)
 
     def _schedule(self, txn: Transaction) -> None:
         deadline = txn.get_timer()

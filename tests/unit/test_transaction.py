@@ -211,6 +211,29 @@ def test_server_invite_accepted_retransmits_2xx_until_ack():
     assert run_until(layer, 10.0) == []
 
 
+def test_waiting_transactions_let_go_of_messages_and_their_user():
+    """While they only absorb retransmissions (up to 32 s) transactions keep bytes, not the
+    parsed request nor the transaction user (a call): thousands of them must not pin calls."""
+    layer = TransactionLayer()
+    req = request("BYE")
+    nist, _ = layer.receive_request(req, "src", reliable=False, now=0.0)
+    nist.user_data = object()
+    layer.send_response(nist, make_response(req, 200, to_tag="t"), 0.0)
+    answer = layer.datagrams_to_send()
+    assert nist.request is None and nist.user_data is None and nist.method == "BYE"
+    layer.receive_request(request("BYE"), "src", reliable=False, now=1.0)
+    assert layer.datagrams_to_send() == answer  # still answers a retransmission
+    invite = request(branch="z9hG4bKinv")
+    ist, _ = layer.receive_request(invite, "src", reliable=False, now=0.0)
+    ist.user_data = object()
+    layer.send_response(ist, make_response(invite, 200, to_tag="t"), 0.0)
+    assert ist.user_data is not None  # no ACK yet: Timer L's timeout goes to the user
+    assert layer.match_2xx_ack(request("ACK", branch="z9hG4bKack"), 0.1) is ist
+    assert ist.request is None and ist.user_data is None and ist.last_response is None
+    run_until(layer, 40.0)
+    assert ist.state is State.TERMINATED and not layer._accepted
+
+
 def test_response_matches_client_transaction_by_branch_and_method():
     layer = TransactionLayer()
     req = request("OPTIONS")
