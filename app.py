@@ -89,7 +89,7 @@ class Switch:
         sip = plan.server.sip
         self.core = SipCore(
             security=self.security, domain=sip.domain, user_agent=sip.user_agent,
-            force_rport=sip.force_rport, t1=sip.t1,
+            force_rport=sip.force_rport, t1=sip.t1, max_setups=sip.max_setups,
         )
         self.auth = Authenticator(
             sip.realm or sip.domain, self.passwords.get, self.security,
@@ -451,6 +451,7 @@ class Switch:
         self.security.trust([n for t in plan.trunks.values() for n in t.allow_from])
         sip = plan.server.sip
         self.auth.configure(sip.realm or sip.domain, tuple(sec.auth_algorithms), sec.nonce_lifetime)
+        self.core.max_setups = sip.max_setups
         self.registrar.config = plan.server.registrar
         self.qualifier.interval = plan.server.registrar.qualify_interval
         self.trunks.plan_changed()

@@ -69,6 +69,7 @@ class SipCore:
         user_agent: str = "Centralino",
         force_rport: bool = True,
         t1: float = 0.5,
+        max_setups: int = 300,
         spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]] | None = None,
     ) -> None:
         self.security = security
@@ -85,8 +86,9 @@ class SipCore:
         self._timer_at: float | None = None
         self.accepting = True
         self._inflight: set[asyncio.Task[Any]] = set()  # requests whose handler has not answered yet
+        self.max_setups = max_setups  # new INVITEs beyond this many requests in hand get 503
         self.counters: dict[str, int] = {
-            "requests": 0, "responses": 0, "rejected": 0, "dropped_responses": 0, "stray_responses": 0,
+            "requests": 0, "responses": 0, "rejected": 0, "shed": 0, "dropped_responses": 0, "stray_responses": 0,
         }
 
     # -- tasks ------------------------------------------------------------------------------------
@@ -208,6 +210,12 @@ class SipCore:
         if req.method == "INVITE":
             if not self.accepting:
                 self.respond(inc, 503, headers=[("Retry-After", "30")])
+                return
+            if req.to.tag is None and len(self._inflight) >= self.max_setups:
+                # overload: new calls are turned away at once, so that the calls being set up
+                # finish instead of every call timing out in a retransmission storm
+                self.counters["shed"] += 1
+                self.respond(inc, 503, "Overloaded", headers=[("Retry-After", "1")])
                 return
             self.respond(inc, 100)
         handler = self.handlers.get(req.method)

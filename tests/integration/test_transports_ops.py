@@ -88,3 +88,34 @@ def test_a_failing_background_task_does_not_take_the_switch_down(tmp_path):
         c = SipClient(sw.address("udp"))
         assert c.register_with_auth("1001", "secret1001").status == 200
         assert sw.status()["registrations"]
+
+
+def test_overload_turns_new_calls_away_and_recovers(tmp_path):
+    """With max_setups requests already in hand, a new INVITE gets 503 Overloaded with
+    Retry-After at once (no call state, no media); when the backlog clears calls go through."""
+    import asyncio
+
+    from helpers import Caller, Phone
+
+    text = plan_text(tmp_path, 'routes:\n  - {match: {to: "^100\\\\d$"}, action: {dial: "${to}"}}\n',
+                     extensions='extensions:\n  "1001": {password: pw1}\n  "1002": {password: pw2}\n')
+    text = text.replace("    domain: example.com", "    domain: example.com\n    max_setups: 5", 1)
+    with RunningSwitch(text) as sw:
+        assert sw.switch.core.max_setups == 5
+        bob = Phone(sw.address("udp"), "1002", "pw2").start()
+        busy = []
+
+        def backlog():
+            busy[:] = [asyncio.get_running_loop().create_future() for _ in range(5)]
+            sw.switch.core._inflight.update(busy)
+        sw.call(backlog)
+        try:
+            refused = Caller(sw.address("udp"), "1001", "pw1").call("1002")
+            assert refused is not None and refused.status == 503 and refused.reason == "Overloaded"
+            assert refused.header("Retry-After") == "1" and sw.switch.core.counters["shed"] >= 1
+            assert bob.invite is None  # turned away before any leg was placed
+            sw.call(lambda: sw.switch.core._inflight.difference_update(busy))
+            answered = Caller(sw.address("udp"), "1001", "pw1").call("1002")
+            assert answered is not None and answered.status == 200
+        finally:
+            bob.stop()
