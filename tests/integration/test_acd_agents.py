@@ -22,13 +22,14 @@ from sipp_ivr import ivr_caller
 DATA = Path(__file__).parent.parent / "data"
 PLAN = """\
 trunks:
-  carrier: {host: 127.0.0.10, port: 5999, allow_from: ["127.0.0.10/32"], dids: ["700", "701", "702", "703", "704"], qualify: 0}
+  carrier: {host: 127.0.0.10, port: 5999, allow_from: ["127.0.0.10/32"], dids: ["700", "701", "702", "703", "704", "705"], qualify: 0}
 routes:
   - {match: {to: "700"}, action: {queue: rr}}
   - {match: {to: "701"}, action: {queue: alpha}}
   - {match: {to: "702"}, action: {queue: beta}}
   - {match: {to: "703"}, action: {ivr: english}}
   - {match: {to: "704"}, action: {queue: flaky}}
+  - {match: {to: "705"}, action: {queue: everyone}}
 ivr:
   english: {nodes: {needs: {set: {skill.english: "8"}, next: {queue: skills}}}}
 agents:
@@ -42,6 +43,7 @@ queues:
   beta: {members: ["1002"], wrapup: 0}
   skills: {strategy: skills, members: ["1002", "1003"], escalate: {every: 2, step: 3}, wrapup: 0}
   flaky: {members: ["1005"], ring_timeout: 2, retry: 0, max_no_answer: 2}
+  everyone: {strategy: ringall, members: ["1002", "1003"], ring_timeout: 5, wrapup: 0}
 """
 EXTS = "extensions:\n" + "".join(f'  "{n}": {{password: "pw{n}"}}\n' for n in (1002, 1003, 1004, 1005))
 
@@ -153,6 +155,20 @@ def test_missed_rings_auto_pause_the_agent_and_the_caller_abandons(sw, tmp_path)
     assert abandon and abandon[0]["queue"] == "flaky"
     by_queue = report(sw, "queue")
     assert by_queue["flaky"]["offered"] == 1 and by_queue["flaky"]["abandoned"] == 1 and by_queue["flaky"]["answered"] == 0
+
+
+def test_ringall_rings_every_free_agent_and_cancels_the_others(sw, tmp_path):
+    answers = phone(sw, "1002", tmp_path, 1)
+    rings = phone(sw, "1003", tmp_path, 1, scenario=str(DATA / "uas_ring_only.xml"))
+    res = call(sw, tmp_path, "705", 2000, "ringall.xml")
+    assert res.successful == 1, res.errors
+    assert answers.wait(10) == 0
+    assert rings.wait(10) == 0, "the phone that did not answer got a CANCEL (its scenario ends with it)"
+    assert sorted(r["agent"] for r in log_rows(sw, "RING")) == ["1002", "1003"]
+    assert [r["agent"] for r in log_rows(sw, "CONNECT")] == ["1002"]
+    assert not log_rows(sw, "RINGNOANSWER"), "losing a ringall race is not a missed ring"
+    agents = call_api(sw.api, "GET", "/queues")[1]["agents"]
+    assert agents["1003"]["state"] == "available" and agents["1003"]["missed_rings"] == 0
 
 
 def test_agent_logins_and_pauses_survive_a_restart(tmp_path):
