@@ -30,7 +30,9 @@ RESULTS = Path("bench") / "results"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", nargs="?", default="register",
-                   choices=["register", "calls", "relay", "mixer", "amd", "acd"])
+                   choices=["register", "calls", "calls-rtp", "relay", "mixer", "amd", "acd"])
+    p.add_argument("--hold", type=float, default=3.0,
+                   help="calls-rtp: seconds each call lasts with audio both ways (concurrent calls ≈ rate × hold)")
     p.add_argument("--agents", type=int, nargs="*", default=[], help="acd: agent counts (default: around Erlang C's)")
     p.add_argument("--calls-per-hour", type=float, default=1500.0, help="acd: arrival rate")
     p.add_argument("--aht", type=float, default=180.0, help="acd: average handling time, seconds")
@@ -135,7 +137,7 @@ def main(args: argparse.Namespace) -> int:
     if sipp_binary() is None:
         print("centralino bench needs SIPp: apt-get install sip-tester", file=sys.stderr)
         return 2
-    if args.peer and args.scenario != "calls":
+    if args.peer and args.scenario not in ("calls", "calls-rtp"):
         print("peers are compared on the calls scenario: centralino bench calls --peer kamailio", file=sys.stderr)
         return 2
     for peer in args.peer:
@@ -171,10 +173,12 @@ def _measure(name: str, work: Path, args: argparse.Namespace, criteria: Criteria
     """Start one target, step the rate against it, stop it."""
     users = [(f"b{i:05d}", f"pw{i}") for i in range(args.users)]
     inf = write_users_csv(work / "users.csv", users, "bench.local")
+    api_port = 0
     if name == "centralino":
         sip_port, api_port = _free_port(2), _free_port(1)
         plan = bench_plan(work, sip_port, api_port, users)
-        register = (lambda: _answering_uas(work, sip_port, users[0])) if args.scenario == "calls" else None
+        rtp = args.scenario == "calls-rtp"
+        register = (lambda: _answering_uas(work, sip_port, users[0], echo=rtp)) if args.scenario != "register" else None
         target = peers.start_centralino(work, plan, api_port, sip_port, register)
     elif name == "kamailio":
         target = peers.start_kamailio(work)
@@ -186,7 +190,14 @@ def _measure(name: str, work: Path, args: argparse.Namespace, criteria: Criteria
         while (rate := next_rate(history, criteria, start=args.start, factor=args.factor,
                                  max_rate=args.max_rate)) is not None:
             cpu0, err0, t0 = _cpu_seconds(target.proc.pid), _udp_rcvbuf_errors(), time.monotonic()
-            if args.scenario == "calls":
+            media0 = _media_totals(api_port) if name == "centralino" else None
+            if args.scenario == "calls-rtp":
+                hold = int(args.hold * 1000)
+                res = run_sipp("uac_cps_rtp.xml", f"127.0.0.1:{target.sip_port}", rate=rate,
+                               count=int(rate * args.duration), transport=args.transport, local_ip="127.0.0.10",
+                               extra=["-s", "answer", "-d", str(hold), "-l", str(int(rate * (args.hold + 4)) + 10),
+                                      "-mp", str(_free_port(2))], timeout=args.duration + args.hold + 40)
+            elif args.scenario == "calls":
                 res = run_sipp("uac_cps.xml", f"127.0.0.1:{target.sip_port}", rate=rate,
                                count=int(rate * args.duration), transport=args.transport, local_ip="127.0.0.10",
                                extra=["-s", "answer", "-l", str(int(rate * 4) + 10), "-mp", str(_free_port(2))])
@@ -195,16 +206,21 @@ def _measure(name: str, work: Path, args: argparse.Namespace, criteria: Criteria
                                count=int(rate * args.duration), inf=inf, transport=args.transport)
             wall = time.monotonic() - t0
             cpu = (_cpu_seconds(target.proc.pid) - cpu0) / wall if wall > 0 else 0.0
-            step = Step(rate, res.failure_ratio, res.percentile(95), res.achieved_rate)
+            achieved = res.achieved_rate
+            if args.scenario == "calls-rtp" and res.elapsed > args.hold:
+                achieved = res.successful / (res.elapsed - args.hold)  # the last calls' hold is not offering time
+            step = Step(rate, res.failure_ratio, res.percentile(95), achieved)
             history.append(step)
             row = {
-                "rate": rate, "achieved": round(res.achieved_rate, 1), "successful": res.successful,
+                "rate": rate, "achieved": round(achieved, 1), "successful": res.successful,
                 "failed": res.failed, "failure_ratio": round(res.failure_ratio, 5),
                 "p50_ms": res.percentile(50), "p95_ms": res.percentile(95),
                 "retransmissions": res.retransmissions, "switch_cpu": round(cpu, 2),
                 "udp_rcvbuf_errors": _udp_rcvbuf_errors() - err0,
                 "passed": step.passes(criteria),
             }
+            if media0 is not None and args.scenario == "calls-rtp":
+                row["media"] = _media_delta(media0, _media_totals(api_port))
             rows.append(row)
             print(_row_md(row), flush=True)
             if target.proc.poll() is not None:
@@ -216,8 +232,27 @@ def _measure(name: str, work: Path, args: argparse.Namespace, criteria: Criteria
     return {"steps": rows, "best": asdict(best) if best else None}
 
 
-def _answering_uas(work: Path, sip_port: int, user: tuple[str, str]) -> subprocess.Popen:
-    """A SIPp UAS answering every call, registered as the first bench extension."""
+def _media_totals(api_port: int) -> dict[str, int]:
+    """The media workers' packet counters, summed (rx, tx, lost by sequence gaps)."""
+    from ..api.server import call_api
+
+    try:
+        workers = call_api(f"127.0.0.1:{api_port}", "GET", "/media", timeout=5)[1]["workers"]
+    except (OSError, KeyError, TypeError):
+        return {}
+    return {k: sum(int(w.get(k) or 0) for w in workers) for k in ("rx", "tx", "lost")}
+
+
+def _media_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, float]:
+    """Packets the switch relayed during a step and the share lost on the way in."""
+    rx, lost = after.get("rx", 0) - before.get("rx", 0), after.get("lost", 0) - before.get("lost", 0)
+    return {"rx": rx, "tx": after.get("tx", 0) - before.get("tx", 0), "lost": lost,
+            "loss_ratio": round(lost / (rx + lost), 6) if rx + lost else 0.0}
+
+
+def _answering_uas(work: Path, sip_port: int, user: tuple[str, str], *, echo: bool = False) -> subprocess.Popen:
+    """A SIPp UAS answering every call (echoing its RTP with ``echo``), registered as the first
+    bench extension."""
     import socket
 
     from ..switch.sip.auth import DigestClient
@@ -228,7 +263,7 @@ def _answering_uas(work: Path, sip_port: int, user: tuple[str, str]) -> subproce
 
     port = _free_port(2)
     uas = start_sipp("uas_echo.xml", local_ip="127.0.0.1", port=port, media_port=_free_port(2),
-                     count=10_000_000, log_dir=work)
+                     count=10_000_000, log_dir=work, extra=["-rtp_echo"] if echo else None)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     sock.settimeout(2)
@@ -254,10 +289,23 @@ HEADER = ("| offered/s | achieved/s | failed | p50 ms | p95 ms | retrans | CPU (
           "|---:|---:|---:|---:|---:|---:|---:|---:|:--:|")
 
 
+MEDIA_COLUMNS = (" RTP packets relayed | RTP loss |", "---:|---:|")
+
+
 def _row_md(r: dict) -> str:
-    return (f"| {r['rate']:.0f} | {r['achieved']:.0f} | {r['failed']} ({r['failure_ratio'] * 100:.2f}%) | "
+    line = (f"| {r['rate']:.0f} | {r['achieved']:.0f} | {r['failed']} ({r['failure_ratio'] * 100:.2f}%) | "
             f"{r['p50_ms']} | {r['p95_ms']} | {r['retransmissions']} | {r['switch_cpu'] * 100:.0f}% | "
             f"{r['udp_rcvbuf_errors']} | {'yes' if r['passed'] else 'no'} |")
+    if "media" in r:
+        line += f" {r['media']['rx']} | {r['media']['loss_ratio'] * 100:.3f}% |"
+    return line
+
+
+def _header(rows: list[dict]) -> str:
+    if not any("media" in r for r in rows):
+        return HEADER
+    top, rule = HEADER.split("\n")
+    return top + MEDIA_COLUMNS[0] + "\n" + rule + MEDIA_COLUMNS[1]
 
 
 def _markdown(report: dict) -> str:
@@ -266,7 +314,7 @@ def _markdown(report: dict) -> str:
     crit = report["criteria"]
     summary = []
     for name, result in report["targets"].items():
-        lines += [f"**{name}**", "", HEADER, *(_row_md(r) for r in result["steps"]), ""]
+        lines += [f"**{name}**", "", _header(result["steps"]), *(_row_md(r) for r in result["steps"]), ""]
         best = result["best"]
         summary.append((name, best["achieved_rate"] if best else 0.0))
     lines.append(f"Highest rate with < {crit['max_failure_ratio'] * 100:g}% failures and p95 ≤ {crit['max_p95_ms']:g} ms:")

@@ -90,3 +90,21 @@ def test_peer_install_hints(monkeypatch):
     monkeypatch.setattr(peers.shutil, "which", lambda name: None)
     assert peers.missing("kamailio") == "Kamailio is not installed: apt-get install kamailio"
     assert "pip install" in peers.missing("sippy")
+
+
+def test_media_columns_and_loss_from_worker_counters():
+    from centralino.bench.runner import _markdown, _media_delta
+
+    delta = _media_delta({"rx": 1000, "tx": 990, "lost": 2}, {"rx": 11000, "tx": 10990, "lost": 12})
+    assert delta == {"rx": 10000, "tx": 10000, "lost": 10, "loss_ratio": 0.000999}
+    assert _media_delta({}, {})["loss_ratio"] == 0.0
+    row = {"rate": 50, "achieved": 50, "successful": 300, "failed": 0, "failure_ratio": 0.0, "p50_ms": 0.0,
+           "p95_ms": 4.0, "retransmissions": 0, "switch_cpu": 0.4, "udp_rcvbuf_errors": 0, "passed": True,
+           "media": delta}
+    report = {"scenario": "calls-rtp", "command": "centralino bench calls-rtp", "when": "now",
+              "machine": {"cpus": 2, "python": "3.11"}, "criteria": {"max_failure_ratio": 0.001, "max_p95_ms": 200},
+              "targets": {"centralino": {"steps": [row], "best": {"rate": 50.0, "failure_ratio": 0.0,
+                                                                   "p95_ms": 4.0, "achieved_rate": 50.0}}}}
+    md = _markdown(report)
+    assert "| RTP packets relayed | RTP loss |" in md and "|---:|---:|:--:|---:|---:|" in md
+    assert "| yes | 10000 | 0.100% |" in md
