@@ -22,6 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import peers
+from .plot import plot
 from .sipp import run_sipp, sipp_binary, write_users_csv
 from .stepping import Criteria, Step, best_rate, next_rate
 
@@ -164,6 +165,11 @@ def main(args: argparse.Namespace) -> int:
     (out_dir / f"{args.scenario}-{stamp}.json").write_text(json.dumps(report, indent=2))
     md = _markdown(report)
     (out_dir / f"{args.scenario}-{stamp}.md").write_text(md)
+    png = out_dir / f"{args.scenario}-{stamp}.png"
+    if plot(report, png):
+        print(f"plot: {png}")
+    else:
+        print("no plot: pip install matplotlib (the bench extra)", file=sys.stderr)
     print()
     print(md)
     return 0 if results["centralino"]["best"] else 1

@@ -108,3 +108,17 @@ def test_media_columns_and_loss_from_worker_counters():
     md = _markdown(report)
     assert "| RTP packets relayed | RTP loss |" in md and "|---:|---:|:--:|---:|---:|" in md
     assert "| yes | 10000 | 0.100% |" in md
+
+
+def test_plot_writes_a_png_of_rate_failures_and_latency(tmp_path):
+    from centralino.bench.plot import plot
+
+    steps = [{"rate": r, "achieved": a, "failure_ratio": f, "p95_ms": p}
+             for r, a, f, p in ((100, 100, 0.0, 4.0), (200, 200, 0.0, 8.0), (400, 300, 0.2, 900.0))]
+    report = {"scenario": "calls", "command": "centralino bench calls", "when": "now",
+              "criteria": {"max_failure_ratio": 0.001, "max_p95_ms": 200},
+              "targets": {"centralino": {"steps": steps}, "kamailio": {"steps": steps[:2]}}}
+    path = tmp_path / "calls.png"
+    assert plot(report, path)
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
