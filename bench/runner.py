@@ -199,7 +199,7 @@ def _measure(name: str, work: Path, args: argparse.Namespace, criteria: Criteria
             media0 = _media_totals(api_port) if name == "centralino" else None
             if args.scenario == "calls-rtp":
                 hold = int(args.hold * 1000)
-                res = run_sipp("uac_cps_rtp.xml", f"127.0.0.1:{target.sip_port}", rate=rate,
+                res = run_sipp(_rtp_scenario(work, args.hold), f"127.0.0.1:{target.sip_port}", rate=rate,
                                count=int(rate * args.duration), transport=args.transport, local_ip="127.0.0.10",
                                extra=["-s", "answer", "-d", str(hold), "-l", str(int(rate * (args.hold + 4)) + 10),
                                       "-mp", str(_free_port(2))], timeout=args.duration + args.hold + 40)
@@ -236,6 +236,22 @@ def _measure(name: str, work: Path, args: argparse.Namespace, criteria: Criteria
         target.stop()
     best = best_rate(history, criteria)
     return {"steps": rows, "best": asdict(best) if best else None}
+
+
+def _rtp_scenario(work: Path, hold: float) -> Path:
+    """The calls-rtp caller; calls longer than SIPp's 8 s sample get a generated stream."""
+    from .pcap import write_g711a_pcap
+    from .sipp import SCENARIOS
+
+    text = (SCENARIOS / "uac_cps_rtp.xml").read_text()
+    if hold > 7:
+        pcap = work / "g711a-long.pcap"
+        if not pcap.exists():
+            write_g711a_pcap(pcap, hold + 1)
+        text = text.replace("/usr/share/sip-tester/g711a.pcap", str(pcap))
+    path = work / "uac_cps_rtp.xml"
+    path.write_text(text)
+    return path
 
 
 def _media_totals(api_port: int) -> dict[str, int]:

@@ -122,3 +122,31 @@ def test_plot_writes_a_png_of_rate_failures_and_latency(tmp_path):
     assert plot(report, path)
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_generated_pcap_is_a_paced_g711a_rtp_stream(tmp_path):
+    import itertools
+    import struct
+
+    import numpy as np
+    from centralino.bench.pcap import write_g711a_pcap
+    from centralino.media.codecs import make_decoder
+
+    data = write_g711a_pcap(tmp_path / "a.pcap", 2.0).read_bytes()
+    magic, major, minor, _, _, _, link = struct.unpack_from("<IHHiIII", data)
+    assert (magic, major, minor, link) == (0xA1B2C3D4, 2, 4, 1)
+    offset, packets, decoder, pcm = 24, [], make_decoder("PCMA"), []
+    while offset < len(data):
+        sec, usec, size, _ = struct.unpack_from("<IIII", data, offset)
+        frame = data[offset + 16: offset + 16 + size]
+        offset += 16 + size
+        assert frame[12:14] == b"\x08\x00" and frame[14 + 9] == 17  # IPv4, UDP
+        rtp = frame[14 + 20 + 8:]
+        packets.append((sec * 1_000_000 + usec, rtp[1], struct.unpack("!H", rtp[2:4])[0]))
+        pcm.append(decoder.decode(rtp[12:]))
+    assert len(packets) == 100 and {pt for _, pt, _ in packets} == {8}
+    assert [s for _, _, s in packets] == list(range(100))
+    assert {b[0] - a[0] for a, b in itertools.pairwise(packets)} == {20_000}
+    audio = np.concatenate(pcm).astype(np.float64)
+    spectrum = np.abs(np.fft.rfft(audio))
+    assert abs(np.fft.rfftfreq(len(audio), 1 / 8000)[int(np.argmax(spectrum))] - 1000) < 5
