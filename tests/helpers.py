@@ -307,7 +307,7 @@ class Phone(SipClient):
     def __init__(self, server, user, password, behaviour="answer", local_ip="127.0.0.1"):
         super().__init__(server, local_ip=local_ip)
         self.user, self.password = user, password
-        self.behaviour = behaviour  # answer | ring | early | busy | silent | answer-on-cancel
+        self.behaviour = behaviour  # answer | ring | early | busy | silent | answer-on-cancel | late-answer
         self.received: list[Request] = []
         self.invite: Request | None = None
         self.session_expires: int | None = None
@@ -368,7 +368,7 @@ class Phone(SipClient):
                 if msg.method == "CANCEL" and self.invite is not None:
                     if self.behaviour == "answer-on-cancel":  # our 200 crosses the CANCEL
                         self._reply(self.invite, 200, SDP_OFFER.format(port=40000).encode())
-                    else:
+                    elif self.behaviour != "late-answer":  # late-answer: the test answers later itself
                         self._reply(self.invite, 487)
 
 

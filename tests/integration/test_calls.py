@@ -7,7 +7,7 @@ import time
 
 import pytest
 from centralino.switch.sip.sdp import parse_sdp
-from helpers import Caller, Phone, RunningSwitch, db_rows, plan_text, wait_for
+from helpers import SDP_OFFER, Caller, Phone, RunningSwitch, db_rows, plan_text, wait_for
 
 ROUTES = """\
 trunks:
@@ -303,6 +303,24 @@ def test_callee_answer_crossing_the_cancel_is_acked_and_hung_up(sw):
     assert wait_for(lambda: any(m.method == "BYE" for m in bob.received), 3), "and the leg hung up"
     row = wait_for(lambda: cdr(sw), 3)[0]
     assert row["disposition"] == "CANCELLED"
+    bob.stop()
+
+
+def test_an_answer_long_after_the_call_ended_is_acked_and_hung_up(sw):
+    """The call is over (CDR written, its state freed) when the callee's phone answers anyway:
+    the INVITE transaction still passes the 2xx on, and the small stand-in left for the finished
+    call ACKs it and hangs that leg up."""
+    bob = Phone(sw.address("udp"), "1002", "pw1002", behaviour="ring")
+    bob.start()
+    alice = Caller(sw.address("udp"), "1001", "pw1001")
+    assert alice.call("1002", until=180).status == 180
+    bob.behaviour = "late-answer"  # 200 to the CANCEL, nothing yet to the INVITE
+    alice.cancel()
+    assert wait_for(lambda: cdr(sw), 3)[0]["disposition"] == "CANCELLED"
+    assert wait_for(lambda: sw.status()["calls"]["active"] == 0, 3)
+    bob._reply(bob.invite, 200, SDP_OFFER.format(port=40000).encode())
+    assert wait_for(lambda: any(m.method == "ACK" for m in bob.received), 3), "the late 200 is ACKed"
+    assert wait_for(lambda: any(m.method == "BYE" for m in bob.received), 3), "and the leg hung up"
     bob.stop()
 
 
