@@ -479,6 +479,18 @@ def info_digit(caller: Caller, answer, cseq: int, digit: str) -> None:
     assert caller.transact(req).status == 200
 
 
+def sipp_phone(sw, ext: str, log_dir: Path, calls: int = 1, scenario: str = "uas_echo.xml"):
+    """A SIPp UAS (answering and echoing RTP by default) registered as ``ext`` (password pw<ext>)."""
+    from centralino.bench.sipp import start_sipp
+
+    port = free_port()
+    uas = start_sipp(scenario, local_ip="127.0.0.1", port=port, media_port=free_port(), count=calls,
+                     extra=["-rtp_echo"], log_dir=log_dir)
+    reg = SipClient(sw.address("udp")).register_with_auth(ext, f"pw{ext}", contact=f"<sip:{ext}@127.0.0.1:{port}>")
+    assert reg.status == 200
+    return uas
+
+
 def db_rows(sw, sql: str, params: tuple = ()) -> list[dict]:
     """Rows of a query on a running (or stopped) test switch's SQLite file, as dicts."""
     import sqlite3

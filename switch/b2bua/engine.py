@@ -238,17 +238,9 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
         while call.trunk_candidates:
             name = call.trunk_candidates.pop(0)
             trunk = plan.trunks[name]
-            if self.trunks is not None and not (self.trunks.available(name) and self.trunks.acquire(name)):
-                log.info("call %s: trunk %s is down or full, skipping it", call.id, name)
+            flow = await self._trunk_channel(call, name)
+            if flow is None:
                 continue
-            if self.trunks is not None:
-                call.channels.append(name)
-            try:
-                flow = await self.trunks.flow_for(trunk) if self.trunks is not None else None
-            except OSError:
-                log.warning("call %s: cannot resolve trunk %s", call.id, name)
-                continue
-            assert flow is not None
             await self._ensure_media(call)
             number = call.trunk_number
             call.destination = f"trunk:{name}:{number}"
@@ -258,6 +250,21 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
             self._start_ringing(call, timeout)
             return True
         return False
+
+    async def _trunk_channel(self, call: Call, name: str) -> Flow | None:
+        """Take a channel of trunk ``name`` for the call (released when it ends) and the flow to
+        reach it; None when the trunk is down, full or cannot be resolved."""
+        if self.trunks is None:
+            return None
+        if not (self.trunks.available(name) and self.trunks.acquire(name)):
+            log.info("call %s: trunk %s is down or full, skipping it", call.id, name)
+            return None
+        call.channels.append(name)
+        try:
+            return await self.trunks.flow_for(self.plan_of().trunks[name])
+        except OSError:
+            log.warning("call %s: cannot resolve trunk %s", call.id, name)
+            return None
 
     def _fork(self, call: Call, uri: URI, flow: Flow, *, destination: str, to_user: str,
               trunk: str | None = None, transfer_of: Fork | None = None, side: str = "b") -> Fork:

@@ -58,15 +58,13 @@ class OriginateMixin:
             return await self.ring(call, [number], timeout, side=side)  # type: ignore[attr-defined]
         status = 404
         for name in [t for t in trunks if t in plan.trunks]:
-            if self.trunks is not None and not (self.trunks.available(name) and self.trunks.acquire(name)):
+            flow = await self._trunk_channel(call, name)  # type: ignore[attr-defined]
+            if flow is None:
                 status = 503
                 continue
-            if self.trunks is not None:
-                call.channels.append(name)
             t = plan.trunks[name]
-            flow = await self.trunks.flow_for(t) if self.trunks is not None else None
             uri = parse_uri(f"sip:{number}@{t.host}:{t.port}")
-            assert isinstance(uri, URI) and flow is not None
+            assert isinstance(uri, URI)
             attempt = RingAttempt(call, (number,))
             attempt.forks.append(self._fork(call, uri, flow, destination=f"trunk:{name}:{number}",  # type: ignore[attr-defined]
                                             to_user=number, trunk=name, side=side))

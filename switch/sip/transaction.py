@@ -105,7 +105,7 @@ class Transaction:
         the parsed messages go, so thousands of waiting transactions are not thousands of
         object graphs for the garbage collector to walk."""
         self.request = None
-        self.user_data = None if self.kind in ("nist", "ist") else self.user_data
+        self.user_data = None
 
     def _terminate(self) -> None:
         if self.state is State.TERMINATED:

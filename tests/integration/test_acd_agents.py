@@ -15,8 +15,16 @@ from pathlib import Path
 
 import pytest
 from centralino.api.server import call_api
-from centralino.bench.sipp import run_sipp, start_sipp
-from helpers import RunningSwitch, SipClient, db_rows, free_port, need_tool, plan_text, wait_for
+from centralino.bench.sipp import run_sipp
+from helpers import (
+    RunningSwitch,
+    db_rows,
+    free_port,
+    need_tool,
+    plan_text,
+    sipp_phone,
+    wait_for,
+)
 from sipp_ivr import ivr_caller
 
 DATA = Path(__file__).parent.parent / "data"
@@ -58,13 +66,7 @@ def sw(tmp_path):
         yield s
 
 
-def phone(sw, ext: str, tmp_path: Path, calls: int, scenario: str = "uas_echo.xml"):
-    port = free_port()
-    uas = start_sipp(scenario, local_ip="127.0.0.1", port=port, media_port=free_port(), count=calls,
-                     extra=["-rtp_echo"], log_dir=tmp_path)
-    reg = SipClient(sw.address("udp")).register_with_auth(ext, f"pw{ext}", contact=f"<sip:{ext}@127.0.0.1:{port}>")
-    assert reg.status == 200
-    return uas
+phone = sipp_phone
 
 
 def call(sw, tmp_path: Path, number: str, hold_ms: int, name: str):

@@ -11,8 +11,16 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from centralino.bench.sipp import run_sipp, start_sipp
-from helpers import RunningSwitch, SipClient, db_rows, free_port, need_tool, plan_text, wait_for
+from centralino.bench.sipp import run_sipp
+from helpers import (
+    RunningSwitch,
+    db_rows,
+    free_port,
+    need_tool,
+    plan_text,
+    sipp_phone,
+    wait_for,
+)
 from sipp_ivr import ivr_caller
 
 ROME = ZoneInfo("Europe/Rome")
@@ -69,14 +77,7 @@ def freeze(sw, when):
     sw.call(setter)
 
 
-def agent_phone(sw, ext, tmp_path, calls=1, scenario="uas_echo.xml"):
-    """A SIPp UAS that answers and echoes RTP, registered as ``ext``."""
-    port = free_port()
-    uas = start_sipp(scenario, local_ip="127.0.0.1", port=port, media_port=free_port(), count=calls,
-                     extra=["-rtp_echo"], log_dir=tmp_path)
-    reg = SipClient(sw.address("udp")).register_with_auth(ext, f"pw{ext}", contact=f"<sip:{ext}@127.0.0.1:{port}>")
-    assert reg.status == 200
-    return uas
+agent_phone = sipp_phone
 
 
 def call_in(sw, tmp_path, keys, hold_ms, *, switch_hangs_up=False, name="caller.xml", wait=True):
