@@ -33,13 +33,29 @@ class InbandDetector:
         self.min_blocks = min_blocks
         self.min_gap = min_gap
         self.min_level = min_level  # RMS below this (in 16-bit units) is silence
-        self.resize(channels)
-
-    def resize(self, channels: int) -> None:
         self._prev = np.full(channels, -1, dtype=np.int8)
         self._count = np.zeros(channels, dtype=np.int16)
         self._reported = np.full(channels, -1, dtype=np.int8)  # last key reported, until a pause
         self._quiet = np.zeros(channels, dtype=np.int16)  # ticks without any key
+
+    @property
+    def channels(self) -> int:
+        return len(self._prev)
+
+    def add_channel(self) -> None:
+        """One more channel, last; the others keep their state (a key half-way through its
+        40 ms must not be lost because another call started)."""
+        self._prev = np.append(self._prev, np.int8(-1))
+        self._count = np.append(self._count, np.int16(0))
+        self._reported = np.append(self._reported, np.int8(-1))
+        self._quiet = np.append(self._quiet, np.int16(0))
+
+    def remove_channel(self, index: int) -> None:
+        """Drop one channel; those after it move down by one, keeping their state."""
+        self._prev = np.delete(self._prev, index)
+        self._count = np.delete(self._count, index)
+        self._reported = np.delete(self._reported, index)
+        self._quiet = np.delete(self._quiet, index)
 
     def candidates(self, frames: np.ndarray) -> np.ndarray:
         """The key index (0..15) each channel's frame holds, or -1."""

@@ -57,7 +57,8 @@ class MediaEngine:
         self.recordings: dict[str, Recording] = {}
         self._listening: list[Endpoint] = []
         self._generating: set[Endpoint] = set()
-        self._inband: list[Endpoint] = []
+        self._inband: list[Endpoint] = []  # detector channel i listens to _inband[i]
+        self._inband_set: set[Endpoint] = set()
         self._detector = InbandDetector(0)
         self._plan: MixPlan | None = None
         self._tick: asyncio.TimerHandle | None = None
@@ -321,10 +322,17 @@ class MediaEngine:
             ep.jitter = None
             self._listening.remove(ep)
             self._plan = None
-        inband = [e for e in self._listening if e.inband]
-        if inband != self._inband:
-            self._inband = inband
-            self._detector.resize(len(inband))
+        detecting = ep.inband and ep.jitter is not None
+        if detecting != (ep in self._inband_set):
+            # channels follow membership one by one, so every other call keeps its detector state
+            if detecting:
+                self._inband.append(ep)
+                self._inband_set.add(ep)
+                self._detector.add_channel()
+            else:
+                self._detector.remove_channel(self._inband.index(ep))
+                self._inband.remove(ep)
+                self._inband_set.discard(ep)
         self._ensure_tick()
 
     def _generate(self, ep: Endpoint) -> None:
@@ -620,8 +628,6 @@ class MediaEngine:
             self._next_port += 2
             if self._next_port + 1 > self.port_high:
                 self._next_port = self.port_low
-            if any(e.port == port for e in self.endpoints.values()):
-                continue
             ep = Endpoint(self, f"{port}-{next(self._ids)}", self.bind_ip, port, call)  # type: ignore[arg-type]
             try:
                 _, rtp = await loop.create_datagram_endpoint(lambda ep=ep: _Port(ep, False), local_addr=(self.bind_ip, port))

@@ -254,6 +254,40 @@ def test_dtmf_sent_as_rfc4733_events_and_as_tones():
     assert got == ["4", "2", "*"]
 
 
+def test_inband_key_heard_while_other_calls_start_and_end():
+    """A key pressed as tones on one call while other calls' tone-listening sides come and go
+    every few milliseconds, as on a busy switch (it used to reset every channel's detector and
+    the key was never heard)."""
+    phone = RtpPhone("PCMA")
+    t = np.arange(int(0.12 * 8000)) / 8000
+    key6 = (5000 * (np.sin(2 * np.pi * 770 * t) + np.sin(2 * np.pi * 1477 * t))).astype(np.int16)
+    audio = np.concatenate([np.zeros(800, np.int16), key6, np.zeros(1600, np.int16)])
+
+    async def scenario(w, events):
+        ep = await attach(w, phone, "keys")
+        assert (await w.request({"cmd": "endpoint.update", "endpoint": ep["endpoint"], "inband_dtmf": True}))["ok"]
+        loop = asyncio.get_running_loop()
+        sending = loop.run_in_executor(None, lambda: phone.send(audio, ("127.0.0.1", ep["port"]), block=True))
+        churned = 0
+        while not sending.done():
+            other = await w.request({"cmd": "endpoint.create", "call": f"o{churned}"})
+            await w.request({"cmd": "endpoint.update", "endpoint": other["endpoint"], "ip": "127.0.0.1",
+                             "port": 9, "codec": "PCMA", "pt": 8, "inband_dtmf": True})
+            await asyncio.sleep(0.004)
+            await w.request({"cmd": "endpoint.destroy", "endpoint": other["endpoint"]})
+            churned += 1
+        await sending
+        await asyncio.sleep(0.2)
+        return churned, [e["digit"] for e in events if e.get("event") == "dtmf" and e.get("call") == "keys"]
+
+    try:
+        churned, digits = run(scenario)
+    finally:
+        phone.close()
+    assert churned > 20
+    assert digits == ["6"]
+
+
 def test_amd_and_beep_in_the_worker():
     machine = RtpPhone("PCMU")
 

@@ -55,3 +55,24 @@ def test_a_frame_lost_inside_a_tone_is_not_a_second_press(tmp_path):
     frames[5] = 0  # one 20 ms frame missing (an underrun) in the middle of the key
     hits = [h for f in frames for h in det.feed(f[None, :])]
     assert [d for _, d in hits] == ["7"]
+
+
+def test_other_calls_coming_and_going_do_not_reset_a_key_in_progress(tmp_path):
+    """On a busy switch channels are added and removed every tick; a key on a channel that stays
+    must still be heard (it used to be lost: every membership change reset all channels)."""
+    det = InbandDetector(0)
+    det.add_channel()  # channel 0: a call that stays, pressing 4
+    frames = frames_of(np.concatenate([sox_key(tmp_path, "4", 120), np.zeros(480, dtype=np.int16)]))
+    hits = []
+    for frame in frames:
+        det.add_channel()  # a call starts (channel 1, silent) ...
+        tick = np.stack([frame, np.zeros_like(frame)])
+        hits += [(ch, d) for ch, d in det.feed(tick) if ch == 0]
+        det.remove_channel(1)  # ... and ends before the next tick
+    assert hits == [(0, "4")]
+    # removing a channel before it moves the others down with their state
+    det = InbandDetector(3)
+    key = frames_of(sox_key(tmp_path, "9", 120))
+    det.feed(np.stack([np.zeros_like(key[0]), key[0], np.zeros_like(key[0])]))
+    det.remove_channel(0)
+    assert [h for f in key[1:] for h in det.feed(np.stack([f, np.zeros_like(f)]))] == [(0, "9")]
