@@ -90,6 +90,7 @@ class Switch:
         self.core = SipCore(
             security=self.security, domain=sip.domain, user_agent=sip.user_agent,
             force_rport=sip.force_rport, t1=sip.t1, max_setups=sip.max_setups,
+            max_queue_delay=sip.max_queue_delay,
         )
         self.auth = Authenticator(
             sip.realm or sip.domain, self.passwords.get, self.security,
@@ -452,6 +453,7 @@ class Switch:
         sip = plan.server.sip
         self.auth.configure(sip.realm or sip.domain, tuple(sec.auth_algorithms), sec.nonce_lifetime)
         self.core.max_setups = sip.max_setups
+        self.core.max_queue_delay = sip.max_queue_delay
         self.registrar.config = plan.server.registrar
         self.qualifier.interval = plan.server.registrar.qualify_interval
         self.trunks.plan_changed()

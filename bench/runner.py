@@ -220,7 +220,7 @@ def _measure(name: str, work: Path, args: argparse.Namespace, criteria: Criteria
             row = {
                 "rate": rate, "achieved": round(achieved, 1), "successful": res.successful,
                 "failed": res.failed, "failure_ratio": round(res.failure_ratio, 5),
-                "p50_ms": res.percentile(50), "p95_ms": res.percentile(95),
+                "p50_ms": _ms(res.percentile(50)), "p95_ms": _ms(res.percentile(95)),
                 "retransmissions": res.retransmissions, "switch_cpu": round(cpu, 2),
                 "udp_rcvbuf_errors": _udp_rcvbuf_errors() - err0,
                 "passed": step.passes(criteria),
@@ -236,6 +236,10 @@ def _measure(name: str, work: Path, args: argparse.Namespace, criteria: Criteria
         target.stop()
     best = best_rate(history, criteria)
     return {"steps": rows, "best": asdict(best) if best else None}
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 def _rtp_scenario(work: Path, hold: float) -> Path:

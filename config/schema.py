@@ -64,7 +64,8 @@ class SipConfig(Strict):
     t1: float = Field(0.5, gt=0)  # RFC 3261 T1; change only for networks with a known RTT
     session_expires: int = Field(1800, ge=0)  # RFC 4028 session timer we ask for; 0 = off
     min_se: int = Field(90, ge=1)  # the shortest we accept (RFC 4028 recommends 90 s)
-    max_setups: int = Field(300, ge=1)  # requests in hand beyond which new calls get 503 (overload)
+    max_setups: int = Field(300, ge=1)  # calls in setup (not yet ringing/answered) beyond which new calls get 503
+    max_queue_delay: float = Field(0.2, gt=0)  # seconds a new call's INVITE may wait unread before 503 (overload)
 
     @field_validator("listen")
     @classmethod

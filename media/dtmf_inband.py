@@ -60,8 +60,16 @@ class InbandDetector:
     def candidates(self, frames: np.ndarray) -> np.ndarray:
         """The key index (0..15) each channel's frame holds, or -1."""
         x = frames.astype(np.float32)
-        power = np.abs(x @ self._basis) ** 2 / self._norm  # (channels, 8)
         energy = (x * x).sum(axis=1)
+        loud = np.nonzero(np.sqrt(energy / self.block) > self.min_level)[0]
+        out = np.full(len(x), -1, dtype=np.int8)
+        if len(loud):  # silent channels (most of them, most of the time) skip the DFT
+            out[loud] = self._keys(x[loud], energy[loud])
+        return out
+
+    def _keys(self, x: np.ndarray, energy: np.ndarray) -> np.ndarray:
+        """``candidates`` for channels loud enough to hold a key."""
+        power = np.abs(x @ self._basis) ** 2 / self._norm  # (channels, 8)
         low, high = power[:, :4], power[:, 4:]
         li, hi = low.argmax(axis=1), high.argmax(axis=1)
         rows = np.arange(len(x))
@@ -70,8 +78,7 @@ class InbandDetector:
         high_rest = np.sort(high, axis=1)[:, -2]
         twist = 10 * np.log10(np.maximum(ph, 1e-9) / np.maximum(pl, 1e-9))
         ok = (
-            (np.sqrt(energy / self.block) > self.min_level)
-            & ((pl + ph) > 0.5 * energy)  # the two tones are most of the signal
+            ((pl + ph) > 0.5 * energy)  # the two tones are most of the signal
             & (pl > 8 * low_rest) & (ph > 8 * high_rest)  # one clear peak per group
             & (twist > -8) & (twist < 4)
         )

@@ -125,6 +125,7 @@ class MediaEngine:
             if info is None:
                 raise ValueError(f"unsupported codec {name}")
             ep.codec = info.name
+            ep.negotiated = True
             ep.pt = int(cmd.get("pt", info.static_pt if info.static_pt is not None else 96))
             ep.decodable.setdefault(ep.pt, ep.codec)
             ep.encoder = None
@@ -348,7 +349,8 @@ class MediaEngine:
                 continue
             # does ``side`` receive straight packets from ``other``? Only when nothing else feeds it
             generated = bool(side.playback or side.in_rooms or side.dtmf_out)
-            transcode = other is not None and other.codec != side.codec
+            # no transcoding towards or from a side whose codec is not known yet (a callee ringing)
+            transcode = other is not None and other.negotiated and side.negotiated and other.codec != side.codec
             if other is not None:
                 other.peer = side if not generated and not transcode else None
                 self._need(other, "transcode", transcode and not generated)

@@ -79,6 +79,7 @@ class Endpoint:
         self.jitter: JitterBuffer | None = None  # set while the worker listens to this side
         self.listen_for: set[str] = set()  # why: "dtmf", "record", "mix", "transcode", "amd"
         self.codec = "PCMU"  # what this side's SDP chose (we send and expect it)
+        self.negotiated = False  # its SDP has set the codec (a callee still ringing has none yet)
         self.pt = 0  # its payload type
         self.decodable: dict[int, str] = {0: "PCMU", 8: "PCMA"}  # payload type → codec we decode
         self.decoders: dict[str, Decoder] = {}

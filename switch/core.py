@@ -51,6 +51,7 @@ class IncomingRequest:
     to_tag: str = field(default_factory=new_tag)
     on_cancel: Callable[[IncomingRequest], None] | None = None  # set by whoever owns an INVITE
     on_timeout: Callable[[], None] | None = None  # our final answer was never ACKed (Timer H/L)
+    setting_up: bool = False  # a new call with nothing sent yet beyond 100 (counts against max_setups)
 
     @property
     def source_ip(self) -> str:
@@ -70,6 +71,7 @@ class SipCore:
         force_rport: bool = True,
         t1: float = 0.5,
         max_setups: int = 300,
+        max_queue_delay: float = 0.2,
         spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]] | None = None,
     ) -> None:
         self.security = security
@@ -86,7 +88,9 @@ class SipCore:
         self._timer_at: float | None = None
         self.accepting = True
         self._inflight: set[asyncio.Task[Any]] = set()  # requests whose handler has not answered yet
-        self.max_setups = max_setups  # new INVITEs beyond this many requests in hand get 503
+        self.setups = 0  # new calls not yet ringing, answered or refused (the switch still has work on them)
+        self.max_setups = max_setups  # new INVITEs beyond this many calls in setup get 503
+        self.max_queue_delay = max_queue_delay  # ... and those that waited longer than this to be read
         self.counters: dict[str, int] = {
             "requests": 0, "responses": 0, "rejected": 0, "shed": 0, "dropped_responses": 0, "stray_responses": 0,
         }
@@ -111,8 +115,9 @@ class SipCore:
         return ", ".join(methods)
 
     # -- input from the transports -------------------------------------------------------------
-    def receive_datagram(self, data: bytes, flow: Flow) -> None:
-        if not self.security.admit(flow.remote[0], time.time()):
+    def receive_datagram(self, data: bytes, flow: Flow, received_at: float | None = None) -> None:
+        now_wall = time.time()
+        if not self.security.admit(flow.remote[0], now_wall):
             return
         try:
             msg = parse_datagram(data)
@@ -124,7 +129,7 @@ class SipCore:
             log.exception("parser failure on a datagram from %s", flow)
             return
         if msg is not None:
-            self._dispatch(msg, flow)
+            self._dispatch(msg, flow, now_wall - received_at if received_at is not None else 0.0)
 
     def receive_stream_item(self, item: Message | RemoteProtocolError, flow: Flow) -> None:
         if not self.security.admit(flow.remote[0], time.time()):
@@ -137,7 +142,7 @@ class SipCore:
             return
         self._dispatch(item, flow)
 
-    def _dispatch(self, msg: Message, flow: Flow) -> None:
+    def _dispatch(self, msg: Message, flow: Flow, queued: float = 0.0) -> None:
         try:
             if isinstance(msg, Response):
                 self.counters["responses"] += 1
@@ -145,7 +150,7 @@ class SipCore:
                     self.counters["stray_responses"] += 1
             else:
                 self.counters["requests"] += 1
-                self._on_request(msg, flow)  # type: ignore[arg-type]
+                self._on_request(msg, flow, queued)  # type: ignore[arg-type]
         except RemoteProtocolError as exc:
             # a lazily parsed header turned out malformed
             if isinstance(msg, Request) and msg.method != "ACK" and exc.status:
@@ -186,7 +191,7 @@ class SipCore:
         self._send(resp.serialize(), flow)
 
     # -- requests --------------------------------------------------------------------------------
-    def _on_request(self, req: Request, flow: Flow) -> None:
+    def _on_request(self, req: Request, flow: Flow, queued: float) -> None:
         now_wall = time.time()
         if self.security.user_agent_denied(flow.remote[0], req.header("User-Agent"), now_wall):
             return
@@ -211,12 +216,15 @@ class SipCore:
             if not self.accepting:
                 self.respond(inc, 503, headers=[("Retry-After", "30")])
                 return
-            if req.to.tag is None and len(self._inflight) >= self.max_setups:
-                # overload: new calls are turned away at once, so that the calls being set up
-                # finish instead of every call timing out in a retransmission storm
-                self.counters["shed"] += 1
-                self.respond(inc, 503, "Overloaded", headers=[("Retry-After", "1")])
-                return
+            if req.to.tag is None:
+                if self.setups >= self.max_setups or queued > self.max_queue_delay:
+                    # overload: new calls are turned away at once, so that the calls being set up
+                    # finish instead of every call timing out in a retransmission storm
+                    self.counters["shed"] += 1
+                    self.respond(inc, 503, "Overloaded", headers=[("Retry-After", "1")])
+                    return
+                inc.setting_up = True
+                self.setups += 1
             self.respond(inc, 100)
         handler = self.handlers.get(req.method)
         if handler is None:
@@ -228,6 +236,15 @@ class SipCore:
         task = self.spawn(self._run_handler(handler, inc))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
+        if inc.setting_up:
+            task.add_done_callback(lambda _: self._setup_over(inc))
+
+    def _setup_over(self, inc: IncomingRequest) -> None:
+        """A new call rings, is answered or refused (or its handler ended): ringing for minutes
+        or waiting in a queue is not load, so it no longer counts against ``max_setups``."""
+        if inc.setting_up:
+            inc.setting_up = False
+            self.setups -= 1
 
     async def _run_handler(self, handler: Handler, inc: IncomingRequest) -> None:
         try:
@@ -313,6 +330,8 @@ class SipCore:
         self.send_response(inc, self.make_response(inc, status, reason, headers=headers, body=body))
 
     def send_response(self, inc: IncomingRequest, response: Response) -> None:
+        if inc.setting_up and response.status >= 180:
+            self._setup_over(inc)
         if inc.txn.state is State.TERMINATED:
             return
         self.layer.send_response(inc.txn, response, self._now())

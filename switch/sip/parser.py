@@ -23,6 +23,17 @@ _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _CONTENT_TYPE = re.compile(rb"^(?:content-type|c)[ \t]*:", re.I | re.M)
 _CONTENT_LENGTH = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*(.*?)[ \t]*\r?$", re.I | re.M)
 _REQUIRED_REQUEST = ("Via", "From", "To", "Call-ID", "CSeq")
+_TO_TAG = re.compile(rb"\n(?:to|t)[ \t]*:[^\r\n]*;[ \t]*tag[ \t]*=", re.I)
+
+
+def is_new_invite(data: bytes) -> bool:
+    """Whether a datagram looks like an INVITE opening a call (no To tag), without parsing it:
+    under overload these wait behind everything that finishes calls already under way. Only a
+    priority hint; the core decides on the parsed message."""
+    if not data.startswith(b"INVITE "):
+        return False
+    head_end = data.find(b"\n\r\n")
+    return _TO_TAG.search(data, 0, head_end if head_end >= 0 else len(data)) is None
 
 
 class Partial:

@@ -17,43 +17,17 @@ from ..sip.errors import RemoteProtocolError
 from ..sip.message import Message
 from ..sip.parser import StreamParser
 from .base import Address, Flow
+from .udp import UDPListener
 
 log = logging.getLogger("centralino.transport")
 trace_log = logging.getLogger("centralino.sip.trace")
 
-SOCKET_BUFFER = 4 * 1024 * 1024
 CLOSE_GRACE = 1.0  # seconds a dying connection stays open for answers already under way
 
 
 class Receiver(Protocol):
-    def receive_datagram(self, data: bytes, flow: Flow) -> None: ...
+    def receive_datagram(self, data: bytes, flow: Flow, received_at: float) -> None: ...
     def receive_stream_item(self, item: Message | RemoteProtocolError, flow: Flow) -> None: ...
-
-
-class _UDPListener(asyncio.DatagramProtocol):
-    def __init__(self, manager: TransportManager) -> None:
-        self.manager = manager
-        self.transport: asyncio.DatagramTransport | None = None
-        self.local: Address = ("0.0.0.0", 0)
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        sock = transport.get_extra_info("socket")
-        for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
-            except OSError:
-                pass
-        self.local = sock.getsockname()[:2]
-
-    def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
-        flow = Flow("udp", (addr[0], addr[1]), self.local)
-        if self.manager.trace:
-            self.manager.trace_message("in", data, flow)
-        self.manager.receiver.receive_datagram(data, flow)
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("udp error: %s", exc)
 
 
 class _StreamConnection(asyncio.Protocol):
@@ -150,7 +124,7 @@ class TransportManager:
         self.trace = trace
         self.ssl_server = ssl_server
         self.ssl_client = ssl_client
-        self._udp: list[_UDPListener] = []
+        self._udp: list[UDPListener] = []
         self._servers: list[tuple[str, asyncio.Server]] = []
         self._connections: dict[int, _StreamConnection] = {}
         self._by_remote: dict[tuple[str, Address], _StreamConnection] = {}
@@ -163,11 +137,10 @@ class TransportManager:
         loop = asyncio.get_running_loop()
         for addr in addresses:
             if addr.transport == "udp":
-                _, proto = await loop.create_datagram_endpoint(
-                    lambda: _UDPListener(self), local_addr=(addr.host, addr.port)
-                )
-                self._udp.append(proto)  # type: ignore[arg-type]
-                self.listening.append(("udp", proto.local))  # type: ignore[attr-defined]
+                listener = UDPListener.bind(addr.host, addr.port, self._deliver_datagram)
+                listener.start()
+                self._udp.append(listener)
+                self.listening.append(("udp", listener.local))
             else:
                 if addr.transport == "tls" and self.ssl_server is None:
                     raise ValueError("a tls listener needs server.sip.tls (cert and key)")
@@ -232,10 +205,10 @@ class TransportManager:
             self.trace_message("out", data, Flow(flow.transport, flow.remote, self.local_for(flow), flow.conn_id))
         if flow.transport == "udp":
             listener = self._udp_for(flow.local)
-            if listener is None or listener.transport is None:
+            if listener is None:
                 log.warning("no UDP socket to send to %s", flow)
                 return
-            listener.transport.sendto(data, flow.remote)
+            listener.sendto(data, flow.remote)
             return
         conn = self._connections.get(flow.conn_id) if flow.conn_id else None
         if conn is None:
@@ -245,7 +218,12 @@ class TransportManager:
             return
         self._connect_and_send(data, flow)
 
-    def _udp_for(self, local: Address) -> _UDPListener | None:
+    def _deliver_datagram(self, data: bytes, flow: Flow, received_at: float) -> None:
+        if self.trace:
+            self.trace_message("in", data, flow)
+        self.receiver.receive_datagram(data, flow, received_at)
+
+    def _udp_for(self, local: Address) -> UDPListener | None:
         for listener in self._udp:
             if listener.local == local:
                 return listener
@@ -293,8 +271,8 @@ class TransportManager:
         for conn in list(self._connections.values()):
             conn.close()
         for listener in self._udp:
-            if listener.transport is not None:
-                listener.transport.close()
+            listener.close()
+        self._udp.clear()
         for task in list(self._connecting.values()):
             task.cancel()
         for _, server in self._servers:

@@ -288,6 +288,26 @@ def test_inband_key_heard_while_other_calls_start_and_end():
     assert digits == ["6"]
 
 
+def test_a_callee_still_ringing_costs_no_tick_work():
+    """Until the callee's SDP sets its codec, a call is not transcoded (the worker used to
+    decode the caller and send transcoded silence for every ringing call, because the callee's
+    side defaulted to PCMU); once the codecs are known and differ, both sides are."""
+    async def scenario(w, events):
+        pair = await w.request({"cmd": "pair.create", "call": "r"})
+        a, b = pair["a"]["endpoint"], pair["b"]["endpoint"]
+        await w.request({"cmd": "endpoint.update", "endpoint": a, "ip": "127.0.0.1", "port": 9,
+                         "codec": "PCMA", "pt": 8, "codecs": {8: "PCMA"}})
+        ringing = await w.request({"cmd": "stats"})
+        await w.request({"cmd": "endpoint.update", "endpoint": b, "ip": "127.0.0.1", "port": 11,
+                         "codec": "PCMU", "pt": 0, "codecs": {0: "PCMU"}})
+        answered = await w.request({"cmd": "stats"})
+        return ringing, answered
+
+    ringing, answered = run(scenario)
+    assert (ringing["generating"], ringing["listening"]) == (0, 0)
+    assert (answered["generating"], answered["listening"]) == (2, 2)
+
+
 def test_amd_and_beep_in_the_worker():
     machine = RtpPhone("PCMU")
 

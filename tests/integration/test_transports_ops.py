@@ -91,31 +91,88 @@ def test_a_failing_background_task_does_not_take_the_switch_down(tmp_path):
 
 
 def test_overload_turns_new_calls_away_and_recovers(tmp_path):
-    """With max_setups requests already in hand, a new INVITE gets 503 Overloaded with
-    Retry-After at once (no call state, no media); when the backlog clears calls go through."""
-    import asyncio
+    """max_setups counts calls the switch is still setting up: calls ringing or answered and
+    waiting in a queue do not count (they used to: a queue's callers took every slot), calls
+    stuck on a stalled media worker do.
+    Beyond the limit a new INVITE gets 503 Overloaded with Retry-After at once, no leg placed;
+    when the worker resumes, the stuck calls ring and new calls go through again."""
+    import os
+    import signal
 
     from helpers import Caller, Phone
 
-    text = plan_text(tmp_path, 'routes:\n  - {match: {to: "^100\\\\d$"}, action: {dial: "${to}"}}\n',
-                     extensions='extensions:\n  "1001": {password: pw1}\n  "1002": {password: pw2}\n')
-    text = text.replace("    domain: example.com", "    domain: example.com\n    max_setups: 5", 1)
+    exts = "".join(f'  "{n}": {{password: pw{n}}}\n' for n in (1001, 1002, 1003))
+    routes = ('routes:\n  - {match: {to: "^100\\\\d$"}, action: {dial: "${to}"}}\n'
+              '  - {match: {to: "^800$"}, action: {queue: sales}}\n'
+              'queues:\n  sales: {members: ["1003"]}\n')  # 1003 never logs in: callers wait
+    text = plan_text(tmp_path, routes, extensions="extensions:\n" + exts)
+    text = text.replace("    domain: example.com", "    domain: example.com\n    max_setups: 2", 1)
     with RunningSwitch(text) as sw:
-        assert sw.switch.core.max_setups == 5
-        bob = Phone(sw.address("udp"), "1002", "pw2").start()
-        busy = []
-
-        def backlog():
-            busy[:] = [asyncio.get_running_loop().create_future() for _ in range(5)]
-            sw.switch.core._inflight.update(busy)
-        sw.call(backlog)
+        assert sw.switch.core.max_setups == 2
+        ringing = Phone(sw.address("udp"), "1002", "pw1002", behaviour="ring").start()
+        spare = Phone(sw.address("udp"), "1003", "pw1003", behaviour="ring").start()
+        callers = [Caller(sw.address("udp"), "1001", "pw1001") for _ in range(6)]
+        workers = [w.proc.pid for w in sw.switch.media.workers]
+        assert workers, "the test needs media worker processes"
         try:
-            refused = Caller(sw.address("udp"), "1001", "pw1").call("1002")
+            for c in callers[:3]:  # three calls ringing: not load, none refused
+                assert c.call("1002", until=180).status == 180
+            queued = [Caller(sw.address("udp"), "1001", "pw1001") for _ in range(3)]
+            for c in queued:  # nor three answered and waiting in a queue
+                assert c.call("800").status == 200
+            for pid in workers:
+                os.kill(pid, signal.SIGSTOP)
+            for c in callers[3:5]:  # two calls waiting for their media ports: in setup
+                assert c.call("1002", until=180, timeout=1.0) is None
+            assert sw.switch.core.setups == 2
+            refused = callers[5].call("1003", until=180)
             assert refused is not None and refused.status == 503 and refused.reason == "Overloaded"
             assert refused.header("Retry-After") == "1" and sw.switch.core.counters["shed"] >= 1
-            assert bob.invite is None  # turned away before any leg was placed
-            sw.call(lambda: sw.switch.core._inflight.difference_update(busy))
-            answered = Caller(sw.address("udp"), "1001", "pw1").call("1002")
-            assert answered is not None and answered.status == 200
+            assert spare.invite is None  # turned away before any leg was placed
+            for pid in workers:
+                os.kill(pid, signal.SIGCONT)
+            for c in callers[3:5]:  # the stuck calls go on and ring
+                statuses = [getattr(c.recv(3.0), "status", None) for _ in range(3)]
+                assert 180 in statuses, statuses
+            wait_for(lambda: sw.switch.core.setups == 0, 5)
+            again = Caller(sw.address("udp"), "1001", "pw1001")
+            assert again.call("1003", until=180).status == 180
+        finally:
+            for pid in workers:
+                os.kill(pid, signal.SIGCONT)
+            for p in (ringing, spare):
+                p.stop()
+
+
+def test_overload_a_new_call_left_unread_too_long_is_refused_calls_in_progress_are_not(tmp_path):
+    """When the switch cannot keep up, INVITEs opening calls that waited in the socket longer
+    than max_queue_delay get 503 (the kernel's receive time tells); an INVITE read in time and
+    requests for calls already under way are served. The wait is made real by holding the
+    switch's event loop."""
+    import time as _time
+
+    from helpers import Caller, Phone
+
+    exts = "".join(f'  "{n}": {{password: pw{n}}}\n' for n in (1001, 1002))
+    text = plan_text(tmp_path, 'routes:\n  - {match: {to: "^100\\\\d$"}, action: {dial: "${to}"}}\n',
+                     extensions="extensions:\n" + exts)
+    text = text.replace("    domain: example.com", "    domain: example.com\n    max_queue_delay: 0.2", 1)
+    with RunningSwitch(text) as sw:
+        bob = Phone(sw.address("udp"), "1002", "pw1002", behaviour="answer").start()
+        try:
+            talking = Caller(sw.address("udp"), "1001", "pw1001")
+            answer = talking.call("1002")
+            assert answer is not None and answer.status == 200
+            late = Caller(sw.address("udp"), "1001", "pw1001")
+            sw.loop.call_soon_threadsafe(_time.sleep, 0.6)  # the switch stalls ...
+            _time.sleep(0.1)
+            late.send(late.invite("1002").serialize())  # ... while a new call arrives
+            bye = talking.hang_up(answer, 2)  # and the call in progress hangs up
+            assert bye is not None and bye.status == 200
+            shed = late.recv(3.0)
+            assert isinstance(shed, Response) and shed.status == 503 and shed.reason == "Overloaded"
+            assert sw.switch.core.counters["shed"] == 1
+            prompt = Caller(sw.address("udp"), "1001", "pw1001").call("1002")
+            assert prompt is not None and prompt.status == 200  # read in time: served
         finally:
             bob.stop()
