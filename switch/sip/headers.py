@@ -59,9 +59,30 @@ SINGLE_VALUED = frozenset(
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
 
 
+_CANONICAL_SEEN: dict[str, str] = {}  # names as written → canonical (a bounded memo: parsing is hot)
+
+
 def canonical_name(name: str) -> str:
     """Long canonical form of a header name: 'v' → 'Via', 'call-id' → 'Call-ID'."""
-    return _CANONICAL.get(name.lower(), name)
+    known = _CANONICAL_SEEN.get(name)
+    if known is None:
+        known = _CANONICAL.get(name.lower(), name)
+        if len(_CANONICAL_SEEN) < 4096:
+            _CANONICAL_SEEN[name] = known
+    return known
+
+
+_KEYS: dict[str, str] = {}
+
+
+def header_key(name: str) -> str:
+    """The lookup key of a header name in any spelling: its canonical name, lower case."""
+    key = _KEYS.get(name)
+    if key is None:
+        key = canonical_name(name).lower()
+        if len(_KEYS) < 4096:
+            _KEYS[name] = key
+    return key
 
 
 def is_token(text: str) -> bool:
@@ -101,8 +122,16 @@ def split_commas(value: str) -> list[str]:
     return parts
 
 
+_TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
+_PLAIN_PARAMS = re.compile(rf"(?:;{_TOKEN}(?:=[A-Za-z0-9\-.!%*_+`'~:\[\]@/?&$]*)?)*")
+_PLAIN_PARAM = re.compile(rf";({_TOKEN})(?:=([^;]*))?")
+
+
 def parse_header_params(text: str, what: str) -> Params:
     """Parse ';name=value;flag' after a header's main value (values may be quoted)."""
+    if _PLAIN_PARAMS.fullmatch(text):
+        # the usual case (no spaces, no quotes): one regex instead of the character walk below
+        return tuple((m[1], m[2]) for m in _PLAIN_PARAM.finditer(text))
     params: list[tuple[str, str | None]] = []
     i, n = 0, len(text)
     while i < n:

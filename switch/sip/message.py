@@ -11,6 +11,7 @@ from .headers import (
     NameAddr,
     Via,
     canonical_name,
+    header_key,
     parse_cseq,
     parse_media_type,
     parse_name_addr,
@@ -76,6 +77,10 @@ class Message:
             self._index = index
         return index
 
+    def header_index(self) -> dict[str, list[str]]:
+        """Lower-case header name → its values in order (read only; rebuilt after changes)."""
+        return self._lookup()
+
     def compact(self) -> None:
         """Drop the parsed views (they are rebuilt on demand): fewer live objects for messages
         kept only for matching, which keeps the garbage collector's full passes short."""
@@ -88,12 +93,12 @@ class Message:
 
     # -- raw access ------------------------------------------------------------------------
     def header(self, name: str, default: str | None = None) -> str | None:
-        values = self._lookup().get(canonical_name(name).lower())
+        values = self._lookup().get(header_key(name))
         return values[0] if values else default
 
     def header_values(self, name: str) -> list[str]:
         """Every line of that header, unsplit."""
-        return list(self._lookup().get(canonical_name(name).lower(), ()))
+        return list(self._lookup().get(header_key(name), ()))
 
     def header_list(self, name: str) -> list[str]:
         """Every element of a comma-separated header across all its lines."""

@@ -22,7 +22,8 @@ _LINE_SPLIT = re.compile(rb"\r?\n")
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _CONTENT_TYPE = re.compile(rb"^(?:content-type|c)[ \t]*:", re.I | re.M)
 _CONTENT_LENGTH = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*(.*?)[ \t]*\r?$", re.I | re.M)
-_REQUIRED_REQUEST = ("Via", "From", "To", "Call-ID", "CSeq")
+_SINGLE_VALUED_ORDER = tuple(sorted(SINGLE_VALUED))  # a fixed order: the same message, the same error
+_REQUIRED_REQUEST = tuple((n, n.lower()) for n in ("Via", "From", "To", "Call-ID", "CSeq"))
 _TO_TAG = re.compile(rb"\n(?:to|t)[ \t]*:[^\r\n]*;[ \t]*tag[ \t]*=", re.I)
 
 
@@ -44,9 +45,13 @@ class Partial:
         self.headers = headers
 
 
+_LINES = re.compile(r"\r?\n")
+_NAMES: dict[str, str] = {}  # header names as written (already checked to be tokens) → canonical
+
+
 def _split_head(head: bytes) -> tuple[str, list[tuple[str, str]]]:
     text = head.decode("utf-8", "surrogateescape")
-    lines = re.split(r"\r?\n", text)
+    lines = _LINES.split(text)
     start = lines[0]
     headers: list[tuple[str, str]] = []
     bad: str | None = None
@@ -65,10 +70,15 @@ def _split_head(head: bytes) -> tuple[str, list[tuple[str, str]]]:
             continue
         name, colon, value = line.partition(":")
         name = name.rstrip(" \t")
-        if not colon or not name or not is_token(name):
-            bad = bad or f"malformed header line {line[:60]!r}"
-            continue
-        headers.append((canonical_name(name), value.strip(" \t")))
+        cname = _NAMES.get(name)
+        if cname is None or not colon:
+            if not colon or not name or not is_token(name):
+                bad = bad or f"malformed header line {line[:60]!r}"
+                continue
+            cname = canonical_name(name)
+            if len(_NAMES) < 4096:
+                _NAMES[name] = cname
+        headers.append((cname, value.strip(" \t")))
         if len(headers) > MAX_HEADERS:
             bad = bad or "too many headers"
             break
@@ -92,15 +102,13 @@ def _content_length(headers: list[tuple[str, str]]) -> int | None:
 
 def _validate(msg: Message, method: str | None) -> None:
     """Check the headers every message must carry, well-formed and not repeated."""
-    seen: dict[str, int] = {}
-    for n, _ in msg.headers:
-        key = n.lower()
-        if key in SINGLE_VALUED:
-            seen[key] = seen.get(key, 0) + 1
-            if seen[key] > 1:
-                raise RemoteProtocolError(f"{n} appears more than once")
-    for name in _REQUIRED_REQUEST:
-        if msg.header(name) is None:
+    index = msg.header_index()
+    for key in _SINGLE_VALUED_ORDER:
+        values = index.get(key)
+        if values is not None and len(values) > 1:
+            raise RemoteProtocolError(f"{canonical_name(key)} appears more than once")
+    for name, key in _REQUIRED_REQUEST:
+        if key not in index:
             raise RemoteProtocolError(f"missing {name}")
     if not msg.vias:
         raise RemoteProtocolError("missing Via")

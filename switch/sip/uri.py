@@ -155,8 +155,21 @@ class AbsoluteURI:
 AnyURI = URI | AbsoluteURI
 
 
+_PARSED: dict[str, URI | AbsoluteURI] = {}  # URIs are immutable and repeat (AORs, trunk hosts)
+
+
 def parse_uri(text: str) -> URI | AbsoluteURI:
     """Parse a URI; raises RemoteProtocolError(400) when it is malformed."""
+    uri = _PARSED.get(text)
+    if uri is None:
+        uri = _parse_uri(text)
+        if len(_PARSED) >= 8192:
+            _PARSED.clear()  # bounded: a flood of distinct URIs costs a re-parse, not memory
+        _PARSED[text] = uri
+    return uri
+
+
+def _parse_uri(text: str) -> URI | AbsoluteURI:
     m = _SCHEME_RE.match(text)
     if not m:
         raise RemoteProtocolError(f"not a URI: {text[:80]!r}")
