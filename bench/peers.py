@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,7 +44,8 @@ request_route {{
     }}
     if (is_method("CANCEL")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
     record_route();
-    $du = "sip:127.0.0.1:{uas_port}";
+    # the Request-URI's user names the benchmark's UAS port (one per SIPp pair)
+    $du = "sip:127.0.0.1:" + $rU;
     t_relay();
 }}
 """
@@ -61,6 +63,7 @@ class Target:
     sip_port: int
     proc: subprocess.Popen
     helpers: list[subprocess.Popen] = field(default_factory=list)
+    services: list[str] = field(default_factory=lambda: ["answer"])  # the called user, per SIPp pair
 
     def stop(self) -> None:
         for p in [*self.helpers, self.proc]:
@@ -88,22 +91,23 @@ def start_uas(work: Path) -> tuple[int, subprocess.Popen]:
     return port, uas
 
 
-def start_kamailio(work: Path) -> Target:
-    uas_port, uas = start_uas(work)
+def start_kamailio(work: Path, pairs: int = 1) -> Target:
+    answerers = [start_uas(work) for _ in range(pairs)]
     port = free_port()
     modules = next((str(p) for p in Path("/usr/lib").glob("*/kamailio/modules") if (p / "tm.so").exists()),
                    "/usr/lib/x86_64-linux-gnu/kamailio/modules")
     cfg = work / "kamailio.cfg"
-    cfg.write_text(KAMAILIO_CFG.format(port=port, uas_port=uas_port, modules=modules))
+    cfg.write_text(KAMAILIO_CFG.format(port=port, modules=modules))
     proc = subprocess.Popen(["kamailio", "-f", str(cfg), "-DD", "-E", "-m", "256", "-M", "32"],
                             stdout=(work / "kamailio.log").open("w"), stderr=subprocess.STDOUT)
     time.sleep(1.5)
     if proc.poll() is not None:
         raise RuntimeError(f"kamailio did not start: {(work / 'kamailio.log').read_text()[-500:]}")
-    return Target("kamailio", port, proc, [uas])
+    return Target("kamailio", port, proc, [uas for _, uas in answerers], [str(p) for p, _ in answerers])
 
 
-def start_sippy(work: Path) -> Target:
+def start_sippy(work: Path, pairs: int = 1) -> Target:
+    """sippy routes every call to one static address: all SIPp callers share one answerer."""
     uas_port, uas = start_uas(work)
     port = free_port()
     proc = subprocess.Popen(
@@ -113,10 +117,12 @@ def start_sippy(work: Path) -> Target:
     time.sleep(2.0)
     if proc.poll() is not None:
         raise RuntimeError("the sippy B2BUA did not start")
-    return Target("sippy", port, proc, [uas])
+    return Target("sippy", port, proc, [uas], ["answer"] * pairs)
 
 
-def start_centralino(work: Path, plan: Path, api_port: int, sip_port: int, register_uas) -> Target:  # type: ignore[no-untyped-def]
+def start_centralino(work: Path, plan: Path, api_port: int, sip_port: int,
+                     answerers: list[tuple[str, Callable[[], subprocess.Popen]]]) -> Target:
+    """The switch, then each answering SIPp registered as its extension (the pair's service)."""
     proc = subprocess.Popen([sys.executable, "-m", "centralino", "run", "--config", str(plan)],
                             stdout=(work / "switch.log").open("w"), stderr=subprocess.STDOUT)
     deadline = time.time() + 30
@@ -128,7 +134,7 @@ def start_centralino(work: Path, plan: Path, api_port: int, sip_port: int, regis
                 break
         except OSError:
             time.sleep(0.1)
-    target = Target("centralino", sip_port, proc)
-    if register_uas is not None:
-        target.helpers.append(register_uas())
+    target = Target("centralino", sip_port, proc, services=[ext for ext, _ in answerers] or ["answer"])
+    for _, start in answerers:
+        target.helpers.append(start())
     return target

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from . import peers
 from .plot import plot
-from .sipp import run_sipp, sipp_binary, write_users_csv
+from .sipp import SippResult, merge, run_sipp, sipp_binary, write_users_csv
 from .stepping import Criteria, Step, best_rate, next_rate
 
 RESULTS = Path("bench") / "results"
@@ -54,6 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-failure", type=float, default=0.001, help="failure ratio that ends the run")
     p.add_argument("--users", type=int, default=1000, help="distinct extensions registering")
     p.add_argument("--transport", default="u1", help="SIPp -t (u1, un, t1, tn)")
+    p.add_argument("--pairs", type=int, default=1,
+                   help="SIPp callers (and answerers) run side by side, each with rate/pairs: "
+                        "for rates where one SIPp would be the bottleneck")
     p.add_argument("--out", default=str(RESULTS), help="where the JSON and Markdown reports go")
     p.add_argument("--peer", action="append", choices=["kamailio", "sippy"], default=[],
                    help="calls: also measure this peer in the same run (repeatable)")
@@ -100,11 +103,18 @@ def _free_port(kind: int) -> int:
         return s.getsockname()[1]
 
 
-def bench_plan(workdir: Path, sip_port: int, api_port: int, users: list[tuple[str, str]]) -> Path:
+def caller_ip(pair: int) -> str:
+    """The loopback address SIPp caller number ``pair`` sends from (the bench trunk's sources)."""
+    return f"127.0.0.{10 + pair}"
+
+
+def bench_plan(workdir: Path, sip_port: int, api_port: int, users: list[tuple[str, str]], pairs: int = 1) -> Path:
     exts = "".join(f'  "{u}": {{password: "{p}"}}\n' for u, p in users)
+    sources = ", ".join(f'"{caller_ip(i)}/32"' for i in range(pairs))
     calls = (
-        'trunks:\n  bench: {host: 127.0.0.1, port: 9, allow_from: ["127.0.0.10/32"], qualify: 0}\n'
-        'routes:\n  - {match: {to: "^answer$"}, action: {dial: "b00000"}}\n'
+        f"trunks:\n  bench: {{host: 127.0.0.1, port: 9, allow_from: [{sources}], qualify: 0}}\n"
+        f'routes:\n  - {{match: {{to: "^answer$"}}, action: {{dial: "{users[0][0]}"}}}}\n'
+        '  - {match: {to: "^5\\\\d{6}$"}, action: {dial: "${to}"}}\n'
     )
     plan = workdir / "bench-plan.yaml"
     plan.write_text(
@@ -177,19 +187,22 @@ def main(args: argparse.Namespace) -> int:
 
 def _measure(name: str, work: Path, args: argparse.Namespace, criteria: Criteria) -> dict:
     """Start one target, step the rate against it, stop it."""
-    users = [(f"b{i:05d}", f"pw{i}") for i in range(args.users)]
-    inf = write_users_csv(work / "users.csv", users, "bench.local")
+    pairs = max(1, args.pairs)
+    # numeric names: a trunk's called number is reduced to its digits before routing
+    users = [(f"{5_000_000 + i}", f"pw{i}") for i in range(max(args.users, pairs))]
+    infs = [write_users_csv(work / f"users{i}.csv", users[i::pairs], "bench.local") for i in range(pairs)]
     api_port = 0
     if name == "centralino":
         sip_port, api_port = _free_port(2), _free_port(1)
-        plan = bench_plan(work, sip_port, api_port, users)
+        plan = bench_plan(work, sip_port, api_port, users, pairs)
         rtp = args.scenario == "calls-rtp"
-        register = (lambda: _answering_uas(work, sip_port, users[0], echo=rtp)) if args.scenario != "register" else None
-        target = peers.start_centralino(work, plan, api_port, sip_port, register)
+        answerers = [] if args.scenario == "register" else [
+            (users[i][0], lambda i=i: _answering_uas(work, sip_port, users[i], echo=rtp)) for i in range(pairs)]
+        target = peers.start_centralino(work, plan, api_port, sip_port, answerers)
     elif name == "kamailio":
-        target = peers.start_kamailio(work)
+        target = peers.start_kamailio(work, pairs)
     else:
-        target = peers.start_sippy(work)
+        target = peers.start_sippy(work, pairs)
     history: list[Step] = []
     rows = []
     try:
@@ -197,19 +210,7 @@ def _measure(name: str, work: Path, args: argparse.Namespace, criteria: Criteria
                                  max_rate=args.max_rate)) is not None:
             cpu0, err0, t0 = _cpu_seconds(target.proc.pid), _udp_rcvbuf_errors(), time.monotonic()
             media0 = _media_totals(api_port) if name == "centralino" else None
-            if args.scenario == "calls-rtp":
-                hold = int(args.hold * 1000)
-                res = run_sipp(_rtp_scenario(work, args.hold), f"127.0.0.1:{target.sip_port}", rate=rate,
-                               count=int(rate * args.duration), transport=args.transport, local_ip="127.0.0.10",
-                               extra=["-s", "answer", "-d", str(hold), "-l", str(int(rate * (args.hold + 4)) + 10),
-                                      "-mp", str(_free_port(2))], timeout=args.duration + args.hold + 40)
-            elif args.scenario == "calls":
-                res = run_sipp("uac_cps.xml", f"127.0.0.1:{target.sip_port}", rate=rate,
-                               count=int(rate * args.duration), transport=args.transport, local_ip="127.0.0.10",
-                               extra=["-s", "answer", "-l", str(int(rate * 4) + 10), "-mp", str(_free_port(2))])
-            else:
-                res = run_sipp("register_digest.xml", f"127.0.0.1:{target.sip_port}", rate=rate,
-                               count=int(rate * args.duration), inf=inf, transport=args.transport)
+            res = _run_pairs(args, target, work, rate, infs)
             wall = time.monotonic() - t0
             cpu = (_cpu_seconds(target.proc.pid) - cpu0) / wall if wall > 0 else 0.0
             achieved = res.achieved_rate
@@ -236,6 +237,36 @@ def _measure(name: str, work: Path, args: argparse.Namespace, criteria: Criteria
         target.stop()
     best = best_rate(history, criteria)
     return {"steps": rows, "best": asdict(best) if best else None}
+
+
+def _run_pairs(args: argparse.Namespace, target: peers.Target, work: Path, rate: float, infs: list[Path]) -> SippResult:
+    """One step: ``--pairs`` SIPp callers at once, each with its share of the rate and calls,
+    from its own address, calling its own answerer; one merged result."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pairs = len(infs)
+    share, count = rate / pairs, int(rate * args.duration / pairs)
+    dest = f"127.0.0.1:{target.sip_port}"
+
+    def one(i: int) -> SippResult:
+        service = target.services[i % len(target.services)]
+        if args.scenario == "calls-rtp":
+            hold = int(args.hold * 1000)
+            return run_sipp(_rtp_scenario(work, args.hold), dest, rate=share, count=count, transport=args.transport,
+                            local_ip=caller_ip(i), timeout=args.duration + args.hold + 40,
+                            extra=["-s", service, "-d", str(hold), "-l", str(int(share * (args.hold + 4)) + 10),
+                                   "-mp", str(_free_port(2))])
+        if args.scenario == "calls":
+            return run_sipp("uac_cps.xml", dest, rate=share, count=count, transport=args.transport,
+                            local_ip=caller_ip(i),
+                            extra=["-s", service, "-l", str(int(share * 4) + 10), "-mp", str(_free_port(2))])
+        return run_sipp("register_digest.xml", dest, rate=share, count=count, inf=infs[i], transport=args.transport,
+                        local_ip=caller_ip(i))
+
+    if pairs == 1:
+        return one(0)
+    with ThreadPoolExecutor(pairs) as pool:
+        return merge(list(pool.map(one, range(pairs))))
 
 
 def _ms(value: float | None) -> float | None:

@@ -45,6 +45,23 @@ class SippResult:
         return statistics.quantiles(self.rtt_ms, n=100, method="inclusive")[int(p) - 1]
 
 
+def merge(results: list[SippResult]) -> SippResult:
+    """Several SIPp callers run side by side as one measurement: counts add up, response
+    times pool, the run lasts as long as the slowest."""
+    if len(results) == 1:
+        return results[0]
+    return SippResult(
+        target_rate=sum(r.target_rate for r in results),
+        successful=sum(r.successful for r in results),
+        failed=sum(r.failed for r in results),
+        elapsed=max(r.elapsed for r in results),
+        retransmissions=sum(r.retransmissions for r in results),
+        rtt_ms=[t for r in results for t in r.rtt_ms],
+        returncode=max(r.returncode for r in results),
+        errors="".join(r.errors for r in results)[:4000],
+    )
+
+
 def sipp_binary() -> str | None:
     return shutil.which("sipp")
 

@@ -150,3 +150,14 @@ def test_generated_pcap_is_a_paced_g711a_rtp_stream(tmp_path):
     audio = np.concatenate(pcm).astype(np.float64)
     spectrum = np.abs(np.fft.rfft(audio))
     assert abs(np.fft.rfftfreq(len(audio), 1 / 8000)[int(np.argmax(spectrum))] - 1000) < 5
+
+
+def test_several_sipp_pairs_merge_into_one_measurement():
+    from centralino.bench.sipp import merge
+
+    a = SippResult(target_rate=500, successful=4990, failed=10, elapsed=10.0, retransmissions=3, rtt_ms=[1.0, 2.0])
+    b = SippResult(target_rate=500, successful=5000, failed=0, elapsed=10.5, rtt_ms=[3.0])
+    m = merge([a, b])
+    assert (m.target_rate, m.successful, m.failed, m.elapsed, m.retransmissions) == (1000, 9990, 10, 10.5, 3)
+    assert sorted(m.rtt_ms) == [1.0, 2.0, 3.0] and m.failure_ratio == 0.001
+    assert merge([a]) is a
