@@ -59,6 +59,7 @@ class IncomingRequest:
 
 
 Handler = Callable[[IncomingRequest], Awaitable[Response | None]]
+OVERLOAD_PERSISTENCE = 1.0  # seconds new INVITEs must keep arriving later than max_queue_delay before 503s
 
 
 class SipCore:
@@ -91,6 +92,7 @@ class SipCore:
         self.setups = 0  # new calls not yet ringing, answered or refused (the switch still has work on them)
         self.max_setups = max_setups  # new INVITEs beyond this many calls in setup get 503
         self.max_queue_delay = max_queue_delay  # ... and those that waited longer than this to be read
+        self._late_since: float | None = None  # since when new calls' INVITEs keep arriving late
         self.counters: dict[str, int] = {
             "requests": 0, "responses": 0, "rejected": 0, "shed": 0, "dropped_responses": 0, "stray_responses": 0,
         }
@@ -217,7 +219,7 @@ class SipCore:
                 self.respond(inc, 503, headers=[("Retry-After", "30")])
                 return
             if req.to.tag is None:
-                if self.setups >= self.max_setups or queued > self.max_queue_delay:
+                if self.setups >= self.max_setups or self._falling_behind(queued):
                     # overload: new calls are turned away at once, so that the calls being set up
                     # finish instead of every call timing out in a retransmission storm
                     self.counters["shed"] += 1
@@ -238,6 +240,17 @@ class SipCore:
         task.add_done_callback(self._inflight.discard)
         if inc.setting_up:
             task.add_done_callback(lambda _: self._setup_over(inc))
+
+    def _falling_behind(self, queued: float) -> bool:
+        """Whether new calls have waited too long in the socket for long enough: a single stall
+        (a collector pass, a slow disk) is caught up with, not answered by refusing calls."""
+        if queued <= self.max_queue_delay:
+            self._late_since = None
+            return False
+        now = self._now()
+        if self._late_since is None:
+            self._late_since = now
+        return now - self._late_since >= OVERLOAD_PERSISTENCE
 
     def _setup_over(self, inc: IncomingRequest) -> None:
         """A new call rings, is answered or refused (or its handler ended): ringing for minutes
