@@ -17,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import socket
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -69,30 +71,42 @@ class MediaEngine:
 
     # == commands ===================================================================================
     async def handle(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        reply = self.start(cmd)
+        return reply if isinstance(reply, dict) else await reply
+
+    def start(self, cmd: dict[str, Any]) -> dict[str, Any] | Coroutine[Any, Any, dict[str, Any]]:
+        """The reply of a command done at once, or a coroutine for one that waits (opening
+        sockets): the worker runs those as tasks, so that one slow command never holds up the
+        commands behind it (a busy worker took seconds per ``pair.create`` when run in turn)."""
         op = str(cmd.get("cmd"))
         handler = getattr(self, "cmd_" + op.replace(".", "_"), None)
         if handler is None:
             return {"ok": False, "error": f"unknown command {op!r}"}
         try:
             result = handler(cmd)
-            if asyncio.iscoroutine(result):
-                result = await result
-            return {"ok": True, **(result or {})}
-        except KeyError as exc:
-            return {"ok": False, "error": f"unknown {exc.args[0]!r}"}
-        except (OSError, ValueError) as exc:
-            return {"ok": False, "error": str(exc)}
+        except (KeyError, OSError, ValueError) as exc:
+            return _error(exc)
+        if asyncio.iscoroutine(result):
+            return self._finish(result)
+        return {"ok": True, **(result or {})}
 
-    async def cmd_endpoint_create(self, cmd: dict[str, Any]) -> dict[str, Any]:
-        ep = await self._create(str(cmd.get("call", "")))
+    @staticmethod
+    async def _finish(pending: Coroutine[Any, Any, dict[str, Any] | None]) -> dict[str, Any]:
+        try:
+            return {"ok": True, **((await pending) or {})}
+        except (KeyError, OSError, ValueError) as exc:
+            return _error(exc)
+
+    def cmd_endpoint_create(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        ep = self._create(str(cmd.get("call", "")))
         return {"endpoint": ep.id, "ip": ep.ip, "port": ep.port}
 
-    async def cmd_pair_create(self, cmd: dict[str, Any]) -> dict[str, Any]:
+    def cmd_pair_create(self, cmd: dict[str, Any]) -> dict[str, Any]:
         """A call's two endpoints, bridged: one round trip instead of three per call."""
         call = str(cmd.get("call", ""))
-        a = await self._create(call)
+        a = self._create(call)
         try:
-            b = await self._create(call)
+            b = self._create(call)
         except OSError:
             self._retire(self.endpoints.pop(a.id))
             raise
@@ -622,28 +636,32 @@ class MediaEngine:
             ep.peer.peer = None
         ep.close()
 
-    async def _create(self, call: str) -> Endpoint:
-        loop = asyncio.get_running_loop()
-        span = self.port_high - self.port_low
-        for _ in range(max(1, span // 2)):
+    def _create(self, call: str) -> Endpoint:
+        rtp_sock, rtcp_sock, port = self._bind_pair()
+        ep = Endpoint(self, f"{port}-{next(self._ids)}", self.bind_ip, port, call)
+        ep.rtp, ep.rtcp = _Port(ep, False, rtp_sock), _Port(ep, True, rtcp_sock)
+        self.endpoints[ep.id] = ep
+        self.totals["created"] += 1
+        return ep
+
+    def _bind_pair(self) -> tuple[socket.socket, socket.socket, int]:
+        """The next free even/odd port pair of the worker's range, bound (RTP, RTCP)."""
+        family = socket.AF_INET6 if ":" in self.bind_ip else socket.AF_INET
+        for _ in range(max(1, (self.port_high - self.port_low) // 2)):
             port = self._next_port
             self._next_port += 2
             if self._next_port + 1 > self.port_high:
                 self._next_port = self.port_low
-            ep = Endpoint(self, f"{port}-{next(self._ids)}", self.bind_ip, port, call)  # type: ignore[arg-type]
+            socks = [socket.socket(family, socket.SOCK_DGRAM) for _ in range(2)]
             try:
-                _, rtp = await loop.create_datagram_endpoint(lambda ep=ep: _Port(ep, False), local_addr=(self.bind_ip, port))
+                for offset, sock in enumerate(socks):
+                    sock.setblocking(False)
+                    sock.bind((self.bind_ip, port + offset))
             except OSError:
+                for sock in socks:
+                    sock.close()
                 continue
-            try:
-                _, rtcp = await loop.create_datagram_endpoint(lambda ep=ep: _Port(ep, True), local_addr=(self.bind_ip, port + 1))
-            except OSError:
-                rtp.transport.close()  # type: ignore[union-attr]
-                continue
-            ep.rtp, ep.rtcp = rtp, rtcp  # type: ignore[assignment]
-            self.endpoints[ep.id] = ep
-            self.totals["created"] += 1
-            return ep
+            return socks[0], socks[1], port
         raise OSError("no free RTP port in the worker's range")
 
     def close(self) -> None:
@@ -656,6 +674,12 @@ class MediaEngine:
         for ep in list(self.endpoints.values()):
             ep.close()
         self.endpoints.clear()
+
+
+def _error(exc: Exception) -> dict[str, Any]:
+    if isinstance(exc, KeyError):
+        return {"ok": False, "error": f"unknown {exc.args[0]!r}"}
+    return {"ok": False, "error": str(exc)}
 
 
 def _encode_after(path: Path, fmt: str) -> str:

@@ -35,27 +35,47 @@ Address = tuple[str, int]
 EventSink = Callable[[dict[str, Any]], None]
 
 
-class _Port(asyncio.DatagramProtocol):
-    __slots__ = ("endpoint", "is_rtcp", "transport")
+class _Port:
+    """One UDP socket of an endpoint (RTP or RTCP), read by hand from the event loop: opening
+    one is a few synchronous calls, so a worker busy relaying answers ``pair.create`` at once
+    instead of after the loop iterations an asyncio transport needs to come up."""
 
-    def __init__(self, endpoint: Endpoint, is_rtcp: bool) -> None:
+    __slots__ = ("_loop", "endpoint", "is_rtcp", "sock")
+
+    def __init__(self, endpoint: Endpoint, is_rtcp: bool, sock: socket.socket) -> None:
         self.endpoint = endpoint
         self.is_rtcp = is_rtcp
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        sock = transport.get_extra_info("socket")
+        self.sock = sock
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         except OSError:
             pass
+        self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        self._loop.add_reader(sock.fileno(), self._readable)
 
-    def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
-        if self.is_rtcp:
-            self.endpoint.on_rtcp(data, addr)
-        else:
-            self.endpoint.on_rtp(data, addr)
+    def _readable(self) -> None:
+        receive = self.sock.recvfrom
+        handle = self.endpoint.on_rtcp if self.is_rtcp else self.endpoint.on_rtp
+        for _ in range(64):  # then let the loop serve the other sockets
+            try:
+                data, addr = receive(2048)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            handle(data, addr)
+
+    def sendto(self, data: bytes, addr: Address) -> None:
+        try:
+            self.sock.sendto(data, addr)
+        except OSError:
+            pass  # a full buffer or a closed port drops the packet, as the network would
+
+    def close(self) -> None:
+        if self._loop is not None:
+            self._loop.remove_reader(self.sock.fileno())
+            self._loop = None
+            self.sock.close()
 
 
 class Endpoint:
@@ -128,10 +148,10 @@ class Endpoint:
                 if digit is not None:
                     self.engine.digit(self, digit[0], digit[1], "rfc4733")
         peer = self.peer
-        if peer is not None and peer.rtp is not None and peer.rtp.transport is not None:
+        if peer is not None and peer.rtp is not None:
             dest = peer.learned or peer.expected
             if dest is not None:
-                peer.rtp.transport.sendto(data, dest)
+                peer.rtp.sendto(data, dest)
                 peer.tx += 1
 
     def on_rtcp(self, data: bytes, addr: tuple) -> None:
@@ -148,10 +168,10 @@ class Endpoint:
             return
         self.rx_rtcp += 1
         peer = self.peer
-        if peer is not None and peer.rtcp is not None and peer.rtcp.transport is not None:
+        if peer is not None and peer.rtcp is not None:
             dest = peer.learned_rtcp or peer.expected_rtcp
             if dest is not None:
-                peer.rtcp.transport.sendto(data, dest)
+                peer.rtcp.sendto(data, dest)
                 peer.tx_rtcp += 1
 
     # -- inactivity ------------------------------------------------------------------------
@@ -180,7 +200,7 @@ class Endpoint:
     # -- what the tick generates -------------------------------------------------------------
     def send_payload(self, pt: int, payload: bytes, timestamp_step: int, *, marker: bool = False,
                      advance: bool = True, timestamp: int | None = None) -> None:
-        if self.rtp is None or self.rtp.transport is None:
+        if self.rtp is None:
             return
         dest = self.learned or self.expected
         if dest is None:
@@ -189,7 +209,7 @@ class Endpoint:
         first = 0x80
         second = pt | (0x80 if (marker or self.out_marker) else 0)
         self.out_marker = False
-        self.rtp.transport.sendto(_RTP_HEADER.pack(first, second, self.out_seq, ts, self.ssrc) + payload, dest)
+        self.rtp.sendto(_RTP_HEADER.pack(first, second, self.out_seq, ts, self.ssrc) + payload, dest)
         self.out_seq = (self.out_seq + 1) & 0xFFFF
         if advance:
             self.out_ts = (self.out_ts + timestamp_step) & 0xFFFFFFFF
@@ -208,5 +228,5 @@ class Endpoint:
         if self._timer is not None:
             self._timer.cancel()
         for port in (self.rtp, self.rtcp):
-            if port is not None and port.transport is not None:
-                port.transport.close()
+            if port is not None:
+                port.close()
