@@ -30,8 +30,9 @@ RESULTS = Path("bench") / "results"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("scenario", nargs="?", default="register",
-                   choices=["register", "calls", "calls-rtp", "relay", "mixer", "amd", "acd"])
+    p.add_argument("scenario", nargs="?", default=None,
+                   choices=["register", "calls", "calls-rtp", "relay", "mixer", "amd", "acd"],
+                   help="default: calls when a --peer is named, else register")
     p.add_argument("--hold", type=float, default=3.0,
                    help="calls-rtp: seconds each call lasts with audio both ways (concurrent calls ≈ rate × hold)")
     p.add_argument("--agents", type=int, nargs="*", default=[], help="acd: agent counts (default: around Erlang C's)")
@@ -132,6 +133,8 @@ def bench_plan(workdir: Path, sip_port: int, api_port: int, users: list[tuple[st
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.scenario is None:  # `centralino bench --peer kamailio` compares call rates
+        args.scenario = "calls" if args.peer else "register"
     if args.scenario == "acd":
         from .acd_sim import main as acd_main
 

@@ -161,3 +161,20 @@ def test_several_sipp_pairs_merge_into_one_measurement():
     assert (m.target_rate, m.successful, m.failed, m.elapsed, m.retransmissions) == (1000, 9990, 10, 10.5, 3)
     assert sorted(m.rtt_ms) == [1.0, 2.0, 3.0] and m.failure_ratio == 0.001
     assert merge([a]) is a
+
+
+def test_naming_a_peer_alone_compares_call_rates(monkeypatch, capsys):
+    """`centralino bench --peer kamailio --peer sippy` (no scenario) is the calls comparison."""
+    import argparse
+
+    from centralino.bench import runner
+
+    parser = argparse.ArgumentParser()
+    runner.add_arguments(parser)
+    monkeypatch.setattr(runner, "sipp_binary", lambda: None)  # stop before starting anything
+    args = parser.parse_args(["--peer", "kamailio", "--peer", "sippy", "--pairs", "2"])
+    assert runner.main(args) == 2 and args.scenario == "calls" and args.pairs == 2
+    assert "apt-get install sip-tester" in capsys.readouterr().err
+    args = parser.parse_args([])
+    runner.main(args)
+    assert args.scenario == "register"
