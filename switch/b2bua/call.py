@@ -158,6 +158,7 @@ class Call:
     hangup_by: str = ""
     cancelled: bool = False
     ring_timer: Any = None
+    dialog_ids: list[tuple[str, str, str]] = field(default_factory=list)  # its keys in B2BUA.dialogs
     fallback: Any = None  # the route's `else` action, taken when the dial fails
     trunk_candidates: list[str] = field(default_factory=list)  # failover trunks not tried yet
     trunk_number: str = ""

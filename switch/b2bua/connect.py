@@ -128,7 +128,7 @@ class ConnectMixin:
             return False
         call.answered = fork
         call.destination = fork.destination
-        self.dialogs[fork.dialog.id] = (call, fork)
+        self._register_dialog(call, fork.dialog.id, fork)
         await self.stop_playing(call)
         body = attempt.answer.body if attempt.answer is not None else b""
         if body:

@@ -107,6 +107,11 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
                                 ("NOTIFY", self.on_notify)):
             core.on(method, handler)
 
+    def _register_dialog(self, call: Call, dialog_id: tuple[str, str, str], fork: Fork | None) -> None:
+        """In-dialog requests find ``call`` (and its leg) by this dialog; dropped when it ends."""
+        self.dialogs[dialog_id] = (call, fork)
+        call.dialog_ids.append(dialog_id)
+
     def _emit(self, event: CallEvent) -> None:
         for listener in self.listeners:
             try:
@@ -453,8 +458,8 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
         body, media_commands = self._answer_to_caller(call, fork, resp.body) if resp.body else (b"", [])
         inc = call.inc
         call.a_dialog = Dialog.from_uas(inc.request, inc.to_tag)
-        self.dialogs[call.a_dialog.id] = (call, None)
-        self.dialogs[dialog.id] = (call, fork)
+        self._register_dialog(call, call.a_dialog.id, None)
+        self._register_dialog(call, dialog.id, fork)
         headers = [("Contact", self.core.contact_for(call.a_flow)), ("Allow", self.core.allow)]
         headers += self._caller_session_timer(call)
         if body:
@@ -699,8 +704,9 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
                 await self.db.write(insert_statements(call.records()))
             except Exception:
                 log.exception("could not write the CDR of call %s", call.id)
-        for key in [k for k, (c, _) in self.dialogs.items() if c is call]:
-            del self.dialogs[key]
+        for key in call.dialog_ids:
+            if self.dialogs.get(key, (None,))[0] is call:
+                del self.dialogs[key]
         del self.calls[call.id]
         self.completed += 1
         if not self.calls:

@@ -67,7 +67,7 @@ class MediaOpsMixin:
             return
         inc = call.inc
         call.a_dialog = Dialog.from_uas(inc.request, inc.to_tag)
-        self.dialogs[call.a_dialog.id] = (call, None)
+        self._register_dialog(call, call.a_dialog.id, None)
         headers = [("Contact", self.core.contact_for(call.a_flow)), ("Allow", self.core.allow),
                    ("Content-Type", "application/sdp")]
         headers[2:2] = self._caller_session_timer(call)

@@ -88,7 +88,7 @@ class OriginateMixin:
         if isinstance(result, Fork):
             call.partner = result
             assert result.dialog is not None
-            self.dialogs[result.dialog.id] = (call, result)
+            self._register_dialog(call, result.dialog.id, result)
             answer = result.attempt.answer.body if result.attempt is not None and result.attempt.answer else b""
             if answer:
                 await self._point(call, "a", audio_target_of(answer), chosen_codec(answer))  # type: ignore[attr-defined]
@@ -100,7 +100,7 @@ class OriginateMixin:
         call.answered = fork
         call.destination = fork.destination
         assert fork.dialog is not None
-        self.dialogs[fork.dialog.id] = (call, fork)
+        self._register_dialog(call, fork.dialog.id, fork)
         attempt = fork.attempt
         answer = attempt.answer.body if attempt is not None and attempt.answer is not None else b""
         if answer:

@@ -105,7 +105,7 @@ class TransferMixin:
         target.call = call
         call.forks.append(target)
         call.answered, call.destination = target, target.destination
-        self.dialogs[target.dialog.id] = (call, target)
+        self._register_dialog(call, target.dialog.id, target)
         transferor.state = ForkState.DONE
         self._notify(transferor, "SIP/2.0 200 OK", terminated=True)
         if transferor.dialog is not None:
@@ -186,7 +186,7 @@ class TransferMixin:
             if other.transfer_of is transferor:
                 other.status = 487
                 self._cancel_fork(other)
-        self.dialogs[dialog.id] = (call, new)
+        self._register_dialog(call, dialog.id, new)
         call.answered = new
         call.destination = new.destination
         if resp.body and call.media is not None:

@@ -242,6 +242,9 @@ def test_attended_transfer_with_replaces(sw):
     first, second = sorted(rows, key=lambda r: r["start"])
     assert first["caller"] == "1001" and first["destination"] == "extension:1004"
     assert second["caller"] == "1002" and second["hangup_by"] == "transfer"
+    # every dialog of both calls, including the one the transfer moved between them, is gone
+    b2bua = sw.switch.b2bua
+    assert wait_for(lambda: sw.call(lambda: not b2bua.calls and not b2bua.dialogs), 3), sw.call(lambda: b2bua.dialogs)
     bob.stop()
     carol.stop()
 
