@@ -151,8 +151,41 @@ def start_sipp(scenario: str | Path, *, local_ip: str, port: int, media_port: in
         scenario = SCENARIOS / scenario
     cmd = [sipp, "-sf", str(scenario), "-i", local_ip, "-p", str(port), "-mp", str(media_port),
            "-m", str(count), "-nostdin", "-trace_err", *(extra or [])]
-    return subprocess.Popen(cmd, cwd=log_dir or tempfile.gettempdir(), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(cmd, cwd=log_dir or tempfile.gettempdir(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
+    _wait_listening(proc, local_ip, port)
+    return proc
+
+
+def _wait_listening(proc: subprocess.Popen, ip: str, port: int, timeout: float = 5.0) -> None:
+    """Return once the SIPp server holds its port: calls sent to it before then are lost, and
+    a SIPp that could not start (its port taken) must say so, not leave callers hanging."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"SIPp exited at start: {(proc.stderr.read() if proc.stderr else '')[-500:]}")
+        bound = _udp_ports_bound()
+        if bound is None or port in bound:  # no kernel table to read (not Linux): do not wait
+            return
+        time.sleep(0.02)
+    raise RuntimeError(f"SIPp did not open {ip}:{port} within {timeout:g} s")
+
+
+def _udp_ports_bound() -> set[int] | None:
+    """Local UDP ports with a socket bound (read from the kernel's table: probing by binding
+    could itself take the port from SIPp at the wrong moment)."""
+    ports: set[int] = set()
+    read = False
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        read = True
+        for line in lines:
+            local = line.split()[1]
+            ports.add(int(local.rsplit(":", 1)[1], 16))
+    return ports if read else None
 
 
 def _epoch(text: str) -> float:
