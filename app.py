@@ -425,7 +425,7 @@ class Switch:
             "connections": self.transports.connection_count,
             "calls": self.b2bua.summary(),
             "trunks": self.trunks.summary(),
-            "counters": dict(self.core.counters),
+            "counters": {**self.core.counters, "udp_send_drops": self.transports.udp_send_drops},
             "security": {
                 "bans": self.security.bans(now),
                 "dropped_rate_limited": self.security.dropped_rate,

@@ -38,10 +38,6 @@ class InbandDetector:
         self._reported = np.full(channels, -1, dtype=np.int8)  # last key reported, until a pause
         self._quiet = np.zeros(channels, dtype=np.int16)  # ticks without any key
 
-    @property
-    def channels(self) -> int:
-        return len(self._prev)
-
     def add_channel(self) -> None:
         """One more channel, last; the others keep their state (a key half-way through its
         40 ms must not be lost because another call started)."""

@@ -282,6 +282,11 @@ class TransportManager:
                 pass
 
     @property
+    def udp_send_drops(self) -> int:
+        """Datagrams dropped because a UDP socket's send buffer was full."""
+        return sum(listener.send_drops for listener in self._udp)
+
+    @property
     def connection_count(self) -> int:
         return len(self._connections)
 

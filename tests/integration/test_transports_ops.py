@@ -192,5 +192,7 @@ def test_overload_new_calls_kept_waiting_too_long_are_refused_calls_in_progress_
             assert shed.header("Retry-After") == "1" and sw.switch.core.counters["shed"] == 1
             prompt = Caller(sw.address("udp"), "1001", "pw1001").call("1002")
             assert prompt is not None and prompt.status == 200  # read in time: served
+            counters = sw.status()["counters"]
+            assert counters["shed"] == 1 and counters["udp_send_drops"] == 0
         finally:
             bob.stop()
