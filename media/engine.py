@@ -19,7 +19,6 @@ import itertools
 import logging
 import socket
 import time
-from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -70,32 +69,20 @@ class MediaEngine:
         self.totals = {"created": 0, "dropped_source": 0, "rx": 0, "tx": 0, "lost": 0}
 
     # == commands ===================================================================================
-    async def handle(self, cmd: dict[str, Any]) -> dict[str, Any]:
-        reply = self.start(cmd)
-        return reply if isinstance(reply, dict) else await reply
-
-    def start(self, cmd: dict[str, Any]) -> dict[str, Any] | Coroutine[Any, Any, dict[str, Any]]:
-        """The reply of a command done at once, or a coroutine for one that waits (opening
-        sockets): the worker runs those as tasks, so that one slow command never holds up the
-        commands behind it (a busy worker took seconds per ``pair.create`` when run in turn)."""
+    def handle(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Run one command and return its reply. Every command completes at once, with no
+        awaits: a command that waited would hold up the ones behind it, and on a worker busy
+        relaying each wait is a long loop iteration (``pair.create`` took seconds that way)."""
         op = str(cmd.get("cmd"))
         handler = getattr(self, "cmd_" + op.replace(".", "_"), None)
         if handler is None:
             return {"ok": False, "error": f"unknown command {op!r}"}
         try:
-            result = handler(cmd)
-        except (KeyError, OSError, ValueError) as exc:
-            return _error(exc)
-        if asyncio.iscoroutine(result):
-            return self._finish(result)
-        return {"ok": True, **(result or {})}
-
-    @staticmethod
-    async def _finish(pending: Coroutine[Any, Any, dict[str, Any] | None]) -> dict[str, Any]:
-        try:
-            return {"ok": True, **((await pending) or {})}
-        except (KeyError, OSError, ValueError) as exc:
-            return _error(exc)
+            return {"ok": True, **(handler(cmd) or {})}
+        except KeyError as exc:
+            return {"ok": False, "error": f"unknown {exc.args[0]!r}"}
+        except (OSError, ValueError) as exc:
+            return {"ok": False, "error": str(exc)}
 
     def cmd_endpoint_create(self, cmd: dict[str, Any]) -> dict[str, Any]:
         ep = self._create(str(cmd.get("call", "")))
@@ -113,9 +100,9 @@ class MediaEngine:
         self.cmd_bridge({"a": a.id, "b": b.id})
         return {side: {"endpoint": ep.id, "ip": ep.ip, "port": ep.port} for side, ep in (("a", a), ("b", b))}
 
-    async def cmd_batch(self, cmd: dict[str, Any]) -> dict[str, Any]:
+    def cmd_batch(self, cmd: dict[str, Any]) -> dict[str, Any]:
         """Several commands in one frame, in order (each with its own reply)."""
-        return {"results": [await self.handle(c) for c in cmd["commands"]]}
+        return {"results": [self.handle(c) for c in cmd["commands"]]}
 
     def cmd_endpoint_update(self, cmd: dict[str, Any]) -> None:
         ep = self.endpoints[cmd["endpoint"]]
@@ -674,12 +661,6 @@ class MediaEngine:
         for ep in list(self.endpoints.values()):
             ep.close()
         self.endpoints.clear()
-
-
-def _error(exc: Exception) -> dict[str, Any]:
-    if isinstance(exc, KeyError):
-        return {"ok": False, "error": f"unknown {exc.args[0]!r}"}
-    return {"ok": False, "error": str(exc)}
 
 
 def _encode_after(path: Path, fmt: str) -> str:

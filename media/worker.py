@@ -35,26 +35,13 @@ async def worker_main(connect: str, ip: str, low: int, high: int, index: int) ->
     engine = MediaEngine(ip, low, high, emit=lambda event: writer.write(encode_frame(event)))
     writer.write(encode_frame({"hello": index, "pid": os.getpid()}))
     decoder = FrameDecoder()
-    waiting: set[asyncio.Task[dict[str, Any]]] = set()
-
-    def answer(ident: Any, reply: dict[str, Any]) -> None:
-        reply["id"] = ident
-        writer.write(encode_frame(reply))
-
     try:
         while data := await reader.read(1 << 16):
             for cmd in decoder.feed(data):
-                reply, ident = engine.start(cmd), cmd.get("id")
-                if isinstance(reply, dict):
-                    answer(ident, reply)
-                    continue
-                task = asyncio.ensure_future(reply)
-                waiting.add(task)
-                task.add_done_callback(waiting.discard)
-                task.add_done_callback(lambda t, ident=ident: t.cancelled() or answer(ident, t.result()))
+                reply = engine.handle(cmd)
+                reply["id"] = cmd.get("id")
+                writer.write(encode_frame(reply))
     finally:
-        for task in waiting:
-            task.cancel()
         engine.close()
 
 
@@ -103,7 +90,7 @@ class LocalWorker(WorkerHandle):
         self.engine = MediaEngine(ip, low, high, emit=on_event)
 
     async def request(self, cmd: dict[str, Any]) -> dict[str, Any]:
-        return await self.engine.handle(cmd)
+        return self.engine.handle(cmd)
 
     async def close(self) -> None:
         self.engine.close()
