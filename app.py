@@ -191,7 +191,9 @@ class Switch:
         print(f"  SIP on {where}; domain {self.plan.server.sip.domain}", flush=True)
         if self.api.address:
             print(f"  control API on http://{self.api.address[0]}:{self.api.address[1]}", flush=True)
-        print(f"  {restored} registration(s) restored from {self.db.path if self.db else '-'}", flush=True)
+        print(f"  data: database {self.db.path if self.db else '-'}, recordings in "
+              f"{self.plan.server.recordings}", flush=True)
+        print(f"  {restored} registration(s) restored", flush=True)
         for name, pw in self.generated.items():
             ext = self.plan.extensions[name]
             label = f" ({ext.name})" if ext.name else ""

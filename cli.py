@@ -6,19 +6,93 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import sys
-from datetime import UTC
+from datetime import datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .config.loader import PlanInvalid, load_plan
 
 
-def _plan_or_exit(path: str | None) -> Any:
+class _Parser(argparse.ArgumentParser):
+    """A bad argument is one line on stderr and exit status 2 (argparse also prints the usage)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def local_zone() -> tzinfo:
+    """The machine's time zone as an IANA zone when it can be named (DST-correct), else the
+    current fixed offset."""
+    name = os.environ.get("TZ", "").lstrip(":")
+    if not name:
+        try:
+            target = os.path.realpath("/etc/localtime")
+            if "zoneinfo/" in target:
+                name = target.split("zoneinfo/", 1)[1]
+        except OSError:
+            name = ""
+    if name:
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    zone = datetime.now().astimezone().tzinfo
+    assert zone is not None
+    return zone
+
+
+def parse_when(text: str, zone: tzinfo | None = None) -> datetime:
+    """An ISO 8601 date/time ('2026-12-05 12:30', '2026-12-05T12:30+01:00', '2026-12-05') or
+    epoch seconds; a time without a zone is read in ``zone`` (default: the local zone)."""
+    value = text.strip()
     try:
-        return load_plan(path).plan
+        return datetime.fromtimestamp(float(value), zone or local_zone())
+    except (ValueError, OverflowError, OSError):
+        pass
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a time: {text!r} (use ISO 8601 like '2026-12-05 12:30' or '2026-12-05T12:30+01:00', "
+            "or epoch seconds)") from None
+    return at if at.tzinfo is not None else at.replace(tzinfo=zone or local_zone())
+
+
+def _without_zone(text: str) -> bool:
+    """An ISO time written without an offset (epoch seconds are absolute)."""
+    try:
+        float(text)
+        return False
+    except ValueError:
+        return datetime.fromisoformat(text.strip()).tzinfo is None
+
+
+def _when_arg(text: str) -> datetime:
+    return parse_when(text)
+
+
+def _when_text(text: str) -> str:
+    """--at keeps the text (its zone is decided with the plan), checked here for a clear error."""
+    parse_when(text)
+    return text
+
+
+def _loaded_or_exit(path: str | None) -> Any:
+    try:
+        return load_plan(path)
     except PlanInvalid as exc:
         print(exc, file=sys.stderr)
         raise SystemExit(1) from None
+
+
+def _plan_or_exit(path: str | None) -> Any:
+    return _loaded_or_exit(path).plan
 
 
 def _api_address(args: argparse.Namespace) -> str:
@@ -36,6 +110,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except PlanInvalid as exc:
         print(exc, file=sys.stderr)
         return 1
+    os.umask(0o077)  # recordings, voicemail and the database are for the switch's user only
     logcfg = loaded.plan.server.logging
     setup_logging(args.log_level or logcfg.level, args.log_format or logcfg.format, sip_trace=args.sip_trace)
     try:
@@ -56,8 +131,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """Validate plans (the embedded default without a file): every error with file:line and key
+    path; trunk hosts must resolve; warnings (e.g. routes strangers can take to a trunk) go
+    after the OK line."""
+    from .config.schema import resolution_errors, warnings_for
+
     status = 0
-    for path in args.files:
+    for path in args.files or [None]:
         try:
             loaded = load_plan(path)
         except PlanInvalid as exc:
@@ -66,10 +146,19 @@ def cmd_check(args: argparse.Namespace) -> int:
             status = 1
             continue
         plan = loaded.plan
+        unresolved = loaded.errors_for(resolution_errors(plan))
+        if unresolved:
+            for err in unresolved:
+                print(err)
+            status = 1
+            continue
         print(
-            f"{path}: OK ({len(plan.extensions)} extensions, {len(plan.trunks)} trunks, "
-            f"{len(plan.routes)} routes, {len(plan.queues)} queues)"
+            f"{loaded.source}: OK ({_plural(len(plan.extensions), 'extension')}, "
+            f"{_plural(len(plan.trunks), 'trunk')}, {_plural(len(plan.routes), 'route')}, "
+            f"{_plural(len(plan.queues), 'queue')})"
         )
+        for warning in loaded.errors_for(warnings_for(plan)):
+            print(f"{warning} (warning)")
     return status
 
 
@@ -111,10 +200,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     if trunks:
         print(f"\ntrunks ({len(trunks)}):")
         for name, t in trunks.items():
-            reg = ("registered" if t["registered"] else f"NOT registered {t['last_error']}".strip()) if t["register"] else "no registration"
+            reg = ("registered" if t["registered"] else "NOT registered") if t["register"] else "no registration"
             up = {True: "up", False: "DOWN", None: "-"}[t["reachable"]]
             chans = f"{t['channels']}/{t['max_channels'] or '∞'}"
-            print(f"  {name:<12} {t['host']:<28} {up:<5} {reg:<30} channels {chans}")
+            error = f"  last error: {t['last_error']}" if t.get("last_error") else ""
+            print(f"  {name:<12} {t['host']:<28} {up:<5} {reg:<16} channels {chans}{error}")
     sec = data["security"]
     print(f"\nbans ({len(sec['bans'])}):" + "".join(
         f"\n  {b['source']} for {b['remaining']}s more: {b['reason']}" for b in sec["bans"]))
@@ -160,13 +250,28 @@ def cmd_route(args: argparse.Namespace) -> int:
     from .switch.router import CallContext, Router, normalise
 
     plan = _plan_or_exit(args.config)
-    at = datetime.now(UTC)
-    if args.at:
-        at = datetime.fromisoformat(args.at)
     source = args.source or "extension"
+    if source != "extension" and source not in plan.trunks:
+        known = ", ".join(["extension", *plan.trunks]) or "extension"
+        print(f"centralino route: --source {source!r} is neither 'extension' nor a trunk of the plan "
+              f"(known: {known})", file=sys.stderr)
+        return 2
+    zones = {s.timezone for s in plan.schedules.values()}
+    if len(zones) == 1:
+        zone: tzinfo = ZoneInfo(next(iter(zones)))
+        zone_why = f"{next(iter(zones))}, the time zone of the plan's schedules"
+    else:
+        zone = local_zone()
+        zone_why = f"{getattr(zone, 'key', zone)}, this machine's time zone"
+    if args.at:
+        at = parse_when(args.at, zone)
+        zone_note = f" (read in {zone_why})" if _without_zone(args.at) else ""
+    else:
+        at = datetime.now(zone)
+        zone_note = f" (now, in {zone_why})"
     to = normalise(args.to, plan.trunks.get(source)) if source in plan.trunks else args.to
     decision = Router(plan).route(CallContext(to=to, caller=args.caller or "", source=source, at=at))
-    print(f"call to {to!r} from {args.caller or '-'!r} (source {source}) at {at.isoformat()}")
+    print(f"call to {to!r} from {args.caller or '-'!r} (source {source}) at {at.isoformat()}{zone_note}")
     print(decision.describe())
     action = decision.action.model_dump(by_alias=True, exclude_none=True)
     print(f"action: {json.dumps(action)}")
@@ -185,24 +290,17 @@ def cmd_route(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_cdr(args: argparse.Namespace) -> int:
-    from datetime import datetime
+def _epoch(at: datetime | None) -> float | None:
+    return at.timestamp() if at is not None else None
 
+
+def cmd_cdr(args: argparse.Namespace) -> int:
     from .storage.cdr import export, query
     from .storage.database import storage_path
 
     plan = _plan_or_exit(args.config)
-
-    def ts(text: str | None) -> float | None:
-        if text is None:
-            return None
-        try:
-            return float(text)
-        except ValueError:
-            return datetime.fromisoformat(text).timestamp()
-
-    rows = query(storage_path(plan.server.storage), ts(args.since), ts(args.until), legs=args.legs)
-    sys.stdout.write(export(rows, args.format))
+    rows = query(storage_path(plan.server.storage), _epoch(args.since), _epoch(args.until), legs=args.legs)
+    sys.stdout.write(export(rows, args.format, local_zone()))
     return 0
 
 
@@ -231,24 +329,13 @@ def cmd_erlang(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Queue and agent statistics from the queue log, as CSV (or a table)."""
-    from datetime import datetime
-
+    """Queue and agent statistics from the queue log, as CSV or JSON."""
     from .acd.stats import summarize, to_csv
     from .storage.database import storage_path
     from .storage.queue_log import load
 
     plan = _plan_or_exit(args.config)
-
-    def ts(text: str | None) -> float | None:
-        if not text:
-            return None
-        try:
-            return float(text)
-        except ValueError:
-            return datetime.fromisoformat(text).timestamp()
-
-    events = load(args.db or storage_path(plan.server.storage), ts(args.since), ts(args.until))
+    events = load(args.db or storage_path(plan.server.storage), _epoch(args.since), _epoch(args.until))
     if args.queue:
         calls = {e.call_id for e in events if e.queue == args.queue}
         events = [e for e in events if e.call_id in calls or (e.event == "AGENT" and args.by != "queue")]
@@ -265,7 +352,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="centralino", description="Self-hosted softswitch and contact centre")
+    from . import __version__
+
+    p = _Parser(prog="centralino", description="Self-hosted softswitch and contact centre")
+    p.add_argument("--version", action="version", version=f"centralino {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run the switch (the embedded default plan without --config)")
@@ -277,8 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="on SIGTERM, how long calls may go on before they are hung up (default 30)")
     r.set_defaults(func=cmd_run)
 
-    c = sub.add_parser("check", help="validate plan files; every error with file, line and key path")
-    c.add_argument("files", nargs="+")
+    c = sub.add_parser("check", help="validate plan files (the embedded default without one); every "
+                       "error with file, line and key path")
+    c.add_argument("files", nargs="*", help="plan files (none: the embedded default plan)")
     c.set_defaults(func=cmd_check)
 
     for name, func, text in (("status", cmd_status, "registrations, transactions and bans of a running switch"),
@@ -301,15 +392,17 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("to", help="the called number")
     rt.add_argument("--from", dest="caller", default="", help="the caller (extension or number)")
     rt.add_argument("--source", help="'extension' or a trunk name (default: extension)")
-    rt.add_argument("--at", help="ISO time, e.g. 2026-12-25T10:00:00+01:00 (default: now)")
+    rt.add_argument("--at", type=_when_text, help="ISO time, e.g. '2026-12-25 10:00' or 2026-12-25T10:00+01:00 "
+                    "(default: now); without a zone it is read in the time zone of the plan's schedules "
+                    "(when they share one), else in this machine's")
     rt.add_argument("--digits", default="", help="keys pressed in the IVR, one per menu/collect read; "
                     "'-' = no key before the timeout (e.g. 7-2)")
     rt.add_argument("--config", "-c")
     rt.set_defaults(func=cmd_route)
 
     cd = sub.add_parser("cdr", help="export call detail records")
-    cd.add_argument("--since", help="ISO time or epoch seconds")
-    cd.add_argument("--until", help="ISO time or epoch seconds")
+    cd.add_argument("--since", type=_when_arg, help="ISO time (local zone unless given) or epoch seconds")
+    cd.add_argument("--until", type=_when_arg, help="ISO time (local zone unless given) or epoch seconds")
     cd.add_argument("--format", choices=["csv", "json"], default="csv")
     cd.add_argument("--legs", action="store_true", help="one row per leg too, not only per call")
     cd.add_argument("--config", "-c")
@@ -323,12 +416,13 @@ def build_parser() -> argparse.ArgumentParser:
     er.add_argument("--shrinkage", type=float, default=0.0, help="e.g. 0.3: breaks, training, absence")
     er.set_defaults(func=cmd_erlang)
 
-    rp = sub.add_parser("report", help="queue/agent statistics from the queue log, as CSV")
+    rp = sub.add_parser("report", help="queue/agent statistics from the queue log, as CSV or JSON",
+                        description="Queue and agent statistics from the queue log, as CSV or JSON.")
     rp.add_argument("--by", choices=["queue", "agent", "interval", "did", "source", "disposition"], default="queue")
     rp.add_argument("--interval", type=int, default=60, help="minutes per row with --by interval")
     rp.add_argument("--queue", help="only this queue's calls")
-    rp.add_argument("--since", help="ISO time or epoch seconds")
-    rp.add_argument("--until", help="ISO time or epoch seconds")
+    rp.add_argument("--since", type=_when_arg, help="ISO time (local zone unless given) or epoch seconds")
+    rp.add_argument("--until", type=_when_arg, help="ISO time (local zone unless given) or epoch seconds")
     rp.add_argument("--format", choices=["csv", "json"], default="csv")
     rp.add_argument("--db", help="the SQLite file (default: the plan's storage)")
     rp.add_argument("--config", "-c")
@@ -344,4 +438,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except BrokenPipeError:
+        # the reader went away (`centralino cdr | head`): not an error, and no traceback at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        return 130

@@ -61,6 +61,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=str(RESULTS), help="where the JSON and Markdown reports go")
     p.add_argument("--peer", action="append", choices=["kamailio", "sippy"], default=[],
                    help="calls: also measure this peer in the same run (repeatable)")
+    p.add_argument("--tuned", action="store_true",
+                   help="run the switch tuned for the bench (rate limits off, warning logging, no qualify) "
+                        "instead of its defaults; reported as tuned")
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -109,7 +112,10 @@ def caller_ip(pair: int) -> str:
     return f"127.0.0.{10 + pair}"
 
 
-def bench_plan(workdir: Path, sip_port: int, api_port: int, users: list[tuple[str, str]], pairs: int = 1) -> Path:
+def bench_plan(workdir: Path, sip_port: int, api_port: int, users: list[tuple[str, str]], pairs: int = 1,
+               *, tuned: bool = False) -> Path:
+    """The switch as a user runs it: security on (rate limits, bans), info logging, qualify on.
+    ``tuned`` (``--tuned``, reported as such) turns those off to show the engine's own ceiling."""
     exts = "".join(f'  "{u}": {{password: "{p}"}}\n' for u, p in users)
     sources = ", ".join(f'"{caller_ip(i)}/32"' for i in range(pairs))
     calls = (
@@ -123,10 +129,9 @@ def bench_plan(workdir: Path, sip_port: int, api_port: int, users: list[tuple[st
         f'  sip: {{listen: ["udp:127.0.0.1:{sip_port}", "tcp:127.0.0.1:{sip_port}"], domain: bench.local}}\n'
         f'  api: {{listen: "127.0.0.1:{api_port}"}}\n'
         f'  storage: "sqlite:{workdir / "bench.db"}"\n'
-        "  registrar: {qualify_interval: 0}\n"
-        "  security: {rate_limit: 0}\n"
-        "  logging: {level: warning}\n"
-        '  rtp: {ports: "40000-59999"}\n'
+        + ("  registrar: {qualify_interval: 0}\n  security: {rate_limit: 0, trusted_rate_limit: 0}\n"
+           "  logging: {level: warning}\n" if tuned else "")
+        + '  rtp: {ports: "40000-59999"}\n'
         "extensions:\n" + exts + calls
     )
     return plan
@@ -169,6 +174,7 @@ def main(args: argparse.Namespace) -> int:
     report = {
         "scenario": args.scenario,
         "command": "centralino bench " + " ".join(sys.argv[2:]),
+        "settings": "tuned (rate limits off, warning logging, no qualify)" if args.tuned else "defaults",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "system": platform.platform()},
         "criteria": asdict(criteria),
@@ -197,7 +203,7 @@ def _measure(name: str, work: Path, args: argparse.Namespace, criteria: Criteria
     api_port = 0
     if name == "centralino":
         sip_port, api_port = _free_port(2), _free_port(1)
-        plan = bench_plan(work, sip_port, api_port, users, pairs)
+        plan = bench_plan(work, sip_port, api_port, users, pairs, tuned=args.tuned)
         rtp = args.scenario == "calls-rtp"
         answerers = [] if args.scenario == "register" else [
             (users[i][0], lambda i=i: _answering_uas(work, sip_port, users[i], echo=rtp)) for i in range(pairs)]
@@ -370,7 +376,8 @@ def _header(rows: list[dict]) -> str:
 
 def _markdown(report: dict) -> str:
     lines = [f"### {report['scenario']}: `{report['command']}` ({report['when']}, "
-             f"{report['machine']['cpus']} CPUs, Python {report['machine']['python']})", ""]
+             f"{report['machine']['cpus']} CPUs, Python {report['machine']['python']})", "",
+             f"Centralino's settings: {report.get('settings', 'defaults')}.", ""]
     crit = report["criteria"]
     summary = []
     for name, result in report["targets"].items():

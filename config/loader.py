@@ -6,7 +6,8 @@ pydantic's error locations are then mapped back onto those lines.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -37,11 +38,58 @@ class PlanInvalid(Exception):
         self.errors = errors
 
 
+def user_data_dir() -> Path:
+    """Where the embedded default plan keeps its database and recordings: ``$XDG_DATA_HOME/
+    centralino``, else ``~/.local/share/centralino`` (never the current directory: a first run
+    from a source checkout must not write into it)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base).expanduser().resolve() / "centralino"
+
+
 @dataclass(frozen=True)
 class LoadedPlan:
     plan: Plan
     source: str  # the file name, or DEFAULT_PLAN_NAME
     text: str
+    base_dir: Path | None = None  # relative paths of the plan (storage, recordings, prompts) start here
+    lines: dict[tuple, int] = field(default_factory=dict, repr=False, compare=False)
+
+    def line_of(self, path: tuple) -> int | None:
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return self.lines.get(())
+
+    def errors_for(self, found: list[tuple[tuple, str]]) -> list[PlanError]:
+        """(key path, message) pairs found after loading, with this plan's file and lines."""
+        return [PlanError(self.source, self.line_of(p), format_path(p), m) for p, m in found]
+
+
+def resolve_path(value: str, base: Path | None) -> str:
+    """'sqlite:rel.db' / 'rel/dir' against ``base``; absolute paths, ':memory:' and a missing
+    base are left as they are."""
+    from ..storage.database import storage_path
+
+    raw = storage_path(value)
+    prefix = value[: len(value) - len(raw)]
+    if base is None or raw in ("", ":memory:") or Path(raw).expanduser().is_absolute():
+        return prefix + str(Path(raw).expanduser()) if raw not in ("", ":memory:") else value
+    if prefix == "sqlite://":
+        prefix = "sqlite:"  # 'sqlite://rel' has no absolute form of its own
+    return prefix + str(base / raw)
+
+
+def _with_paths(plan: Plan, base: Path | None) -> Plan:
+    if base is None:
+        return plan
+    server = plan.server
+    server = server.model_copy(update={
+        "storage": resolve_path(server.storage, base),
+        "recordings": resolve_path(server.recordings, base),
+        "prompts": [resolve_path(d, base) for d in server.prompts],
+    })
+    return plan.model_copy(update={"server": server})
 
 
 def format_path(path: tuple) -> str:
@@ -77,8 +125,9 @@ def _to_python(loader: yaml.SafeLoader, node: yaml.Node, path: tuple, lines: dic
     return loader.construct_object(node, deep=True)
 
 
-def parse_plan_text(text: str, source: str) -> LoadedPlan:
-    """Validate a plan's text; raises PlanInvalid listing every error."""
+def parse_plan_text(text: str, source: str, base_dir: Path | None = None) -> LoadedPlan:
+    """Validate a plan's text; raises PlanInvalid listing every error. Relative paths in it
+    are taken from ``base_dir`` (None: the current directory)."""
     lines: dict[tuple, int] = {}
     try:
         loader = yaml.SafeLoader(text)
@@ -123,20 +172,21 @@ def parse_plan_text(text: str, source: str) -> LoadedPlan:
                 seen.add((e.path, e.message))
                 unique.append(e)
         raise PlanInvalid(unique) from None
+    plan = _with_paths(plan, base_dir)
     cross = cross_references(plan)
     if cross:
         raise PlanInvalid([PlanError(source, line_of(p), format_path(p), m) for p, m in cross])
-    return LoadedPlan(plan, source, text)
+    return LoadedPlan(plan, source, text, base_dir, lines)
 
 
 def load_plan(path: str | Path | None) -> LoadedPlan:
     """Load a plan file, or the embedded default plan when ``path`` is None."""
     if path is None:
         text = resources.files("centralino.config").joinpath("default.yaml").read_text("utf-8")
-        return parse_plan_text(text, DEFAULT_PLAN_NAME)
+        return parse_plan_text(text, DEFAULT_PLAN_NAME, user_data_dir())
     p = Path(path)
     try:
         text = p.read_text("utf-8")
     except OSError as exc:
         raise PlanInvalid([PlanError(str(p), None, "", f"cannot read: {exc.strerror}")]) from None
-    return parse_plan_text(text, str(p))
+    return parse_plan_text(text, str(p), p.expanduser().resolve().parent)

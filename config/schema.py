@@ -123,8 +123,13 @@ class SecurityConfig(Strict):
     max_auth_failures: int = Field(5, ge=1)
     failure_window: float = Field(60.0, gt=0)
     ban_seconds: float = Field(600.0, ge=0)
-    rate_limit: float = Field(100.0, ge=0)  # requests per second per source address; 0 = off
+    # New requests (dialog-creating or out-of-dialog) per second per source address; 0 = off.
+    # Responses to the switch's own requests and requests inside its dialogs are never counted.
+    rate_limit: float = Field(100.0, ge=0)
     rate_burst: int = Field(200, ge=1)
+    # Trusted sources (trunks' allow_from, `trusted`) get a high limit, not none: UDP sources can be forged.
+    trusted_rate_limit: float = Field(2000.0, ge=0)
+    trusted_rate_burst: int = Field(4000, ge=1)
     nonce_lifetime: float = Field(300.0, gt=0)
     # Challenges offered, preferred first. SHA-256 (RFC 8760) is opt-in: SIPp and baresip 1.0
     # (libre) give up on any challenge whose algorithm they do not know, even next to an MD5 one.
@@ -183,8 +188,42 @@ class Extension(Strict):
     pin: str | None = None  # voicemail PIN
 
 
+_HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
+_TRUNK_URI_RE = re.compile(r"^(?:(?P<scheme>sips?):)?(?P<host>\[[0-9A-Fa-f:.]+\]|[^:;\[\]@/\s]+)(?::(?P<port>\d{1,5}))?(?P<params>(?:;[^;]*)*)$")
+
+
+def split_trunk_host(text: str) -> tuple[str, int | None, str | None]:
+    """``host``, ``host:port``, ``[v6]:port``, ``sip:host:port;transport=tcp`` or ``sips:host``
+    (what FreeSWITCH's ``proxy`` and Asterisk's ``contact`` users write) → (host, port, transport);
+    ValueError for anything that could never be resolved."""
+    value = text.strip()
+    if "@" in value:
+        raise ValueError(f"host {text!r} has a user part: give the host only and the user as username:")
+    m = _TRUNK_URI_RE.match(value)
+    if m is None:
+        raise ValueError(f"host {text!r} is not a host name, an address, host:port or sip:host:port")
+    host = m.group("host").strip("[]")
+    port = int(m.group("port")) if m.group("port") else None
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError(f"port {port} out of range in host {text!r}")
+    transport = "tls" if m.group("scheme") == "sips" else None
+    for param in filter(None, (m.group("params") or "").split(";")):
+        key, _, val = param.partition("=")
+        if key.strip().lower() == "transport":
+            t = val.strip().lower()
+            if t not in ("udp", "tcp", "tls"):
+                raise ValueError(f"transport {val!r} in host {text!r} is not udp, tcp or tls")
+            transport = t
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not _HOSTNAME_RE.match(host) or host.replace(".", "").isdigit():
+            raise ValueError(f"{host!r} is neither an IP address nor a valid host name") from None
+    return host, port, transport
+
+
 class Trunk(Strict):
-    host: str
+    host: str  # a name or an address; host:port and sip:host:port;transport=tcp are accepted too
     port: int = Field(5060, ge=1, le=65535)
     transport: Literal["udp", "tcp", "tls"] = "udp"
     username: str | None = None
@@ -195,6 +234,25 @@ class Trunk(Strict):
     max_channels: int | None = Field(None, ge=1)
     country_code: str | None = None  # number normalisation: '7' turns 8800… and +7800… into E.164
     qualify: float = Field(30.0, ge=0)  # OPTIONS ping every N seconds (up/down, RTT); 0 = off
+
+    @model_validator(mode="before")
+    @classmethod
+    def _host_forms(cls, data: object) -> object:
+        if not isinstance(data, dict) or not isinstance(data.get("host"), str):
+            return data
+        host, port, transport = split_trunk_host(data["host"])
+        out = dict(data, host=host)
+        if port is not None:
+            if "port" in data and str(data["port"]) != str(port):
+                raise ValueError(f"host says port {port} but port: is {data['port']}")
+            out["port"] = port
+        if transport is not None:
+            if "transport" in data and data["transport"] != transport:
+                raise ValueError(f"host says transport {transport} but transport: is {data['transport']}")
+            out["transport"] = transport
+            if port is None and "port" not in data and transport == "tls":
+                out["port"] = 5061
+        return out
 
     @model_validator(mode="after")
     def _creds(self) -> Trunk:
@@ -520,6 +578,10 @@ def cross_references(plan: Plan) -> list[tuple[tuple, str]]:
         for t in trunks:
             if t not in plan.trunks:
                 errors.append(((*path, "trunk"), f"unknown trunk {t!r}"))
+        if action.dial is not None and "${" not in action.dial:
+            for target in [t.strip() for t in action.dial.replace("&", ",").split(",") if t.strip()]:
+                if target not in plan.extensions:
+                    errors.append(((*path, "dial"), f"unknown extension {target!r}"))
         check_prompts(action.prompts, (*path, "play"))
         box = action.voicemail
         if box is not None and "${" not in box and mailbox_for(plan, box) is None:
@@ -563,6 +625,40 @@ def cross_references(plan: Plan) -> list[tuple[tuple, str]]:
         if camp.trunk is not None and camp.trunk not in plan.trunks:
             errors.append((("campaigns", name, "trunk"), f"unknown trunk {camp.trunk!r}"))
     return errors
+
+
+def resolution_errors(plan: Plan, timeout: float = 5.0) -> list[tuple[tuple, str]]:
+    """Trunk hosts that do not resolve now (what `centralino check` adds to the schema's
+    checks; the running switch logs the same as a warning, since DNS may be down at boot)."""
+    import concurrent.futures
+    import socket
+
+    errors: list[tuple[tuple, str]] = []
+    names = {}
+    for name, trunk in plan.trunks.items():
+        try:
+            ipaddress.ip_address(trunk.host)
+        except ValueError:
+            names[name] = trunk
+    if not names:
+        return errors
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(names))) as pool:
+        futures = {name: pool.submit(socket.getaddrinfo, t.host, t.port, 0, socket.SOCK_DGRAM)
+                   for name, t in names.items()}
+        for name, fut in futures.items():
+            try:
+                fut.result(timeout=timeout)
+            except concurrent.futures.TimeoutError:
+                errors.append((("trunks", name, "host"), f"{names[name].host!r} did not resolve in {timeout:g} s"))
+            except OSError as exc:
+                errors.append((("trunks", name, "host"), f"cannot resolve {names[name].host!r}: "
+                                                          f"{exc.strerror or exc}"))
+    return errors
+
+
+def warnings_for(plan: Plan) -> list[tuple[tuple, str]]:
+    """What is valid but probably not meant (printed by `centralino check` after OK)."""
+    return []
 
 
 def check_ivr(plan: Plan, name: str, ivr: Ivr, check_action, check_prompts, errors: list) -> None:  # type: ignore[no-untyped-def]

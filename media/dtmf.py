@@ -41,8 +41,9 @@ class DtmfReceiver:
         self.clock_rate = clock_rate
         self._done: int | None = None  # RTP timestamp of the last reported event
 
-    def feed(self, timestamp: int, payload: bytes) -> tuple[str, int] | None:
-        """(digit, duration in ms) when this packet ends a new event, else None."""
+    def feed(self, timestamp: int, payload: bytes, clock_rate: int | None = None) -> tuple[str, int] | None:
+        """(digit, duration in ms) when this packet ends a new event, else None; durations are
+        in units of the event's payload type clock (8000, or 48000 beside Opus)."""
         try:
             ev = TelephoneEvent.parse(payload)
         except ValueError:
@@ -50,4 +51,4 @@ class DtmfReceiver:
         if not ev.end or timestamp == self._done or ev.digit is None:
             return None
         self._done = timestamp
-        return ev.digit, ev.duration * 1000 // self.clock_rate
+        return ev.digit, ev.duration * 1000 // (clock_rate or self.clock_rate)

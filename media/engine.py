@@ -112,8 +112,11 @@ class MediaEngine:
                 ep.learned = ep.learned_rtcp = None  # the far end moved (re-INVITE): learn again
             ep.expected = new
             ep.expected_rtcp = (cmd["ip"], int(cmd.get("rtcp_port") or int(cmd["port"]) + 1))
+        if cmd.get("dtmf_pts"):  # every telephone-event payload type of the SDP → its clock rate
+            ep.dtmf_pts = {int(pt): int(rate) for pt, rate in dict(cmd["dtmf_pts"]).items()}
         if cmd.get("dtmf_pt") is not None:
             ep.dtmf_pt = int(cmd["dtmf_pt"])
+            ep.dtmf_pts.setdefault(ep.dtmf_pt, 8000)
         if "inband_dtmf" in cmd:  # a side without telephone-events sends its keys as tones
             ep.inband = bool(cmd["inband_dtmf"])
             self._need(ep, "dtmf", ep.inband)
@@ -130,6 +133,8 @@ class MediaEngine:
             ep.pt = int(cmd.get("pt", info.static_pt if info.static_pt is not None else 96))
             ep.decodable.setdefault(ep.pt, ep.codec)
             ep.encoder = None
+        ep.clocks = {pt: (info.clock if (info := codec_named(name)) else 8000) for pt, name in ep.decodable.items()}
+        ep.clocks.update(ep.dtmf_pts)
         self._rewire(ep)
 
     def cmd_bridge(self, cmd: dict[str, Any]) -> None:
@@ -567,7 +572,7 @@ class MediaEngine:
         if state is None or state[0] is not ep.dtmf_out[0]:
             state = ep.dtmf_sending = [ep.dtmf_out[0], ep.out_ts, 0]
         _, start_ts, sent = state
-        step = 160
+        step = ep.dtmf_pts.get(ep.dtmf_pt, 8000) // 50  # 20 ms at the event's clock (960 beside Opus)
         if sent < left:
             sent += 1
             te = TelephoneEvent(event, False, 10, step * sent)

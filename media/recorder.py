@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..private_files import open_private
 from .codecs import FRAME
 
 log = logging.getLogger("centralino.media")
@@ -57,8 +58,7 @@ class Recording:
         self.stop_reason: str | None = None
         self.started = time.time()
         self._block: list[np.ndarray] = []
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(path, "wb", buffering=0)  # noqa: SIM115 - our own 1 s blocks are the buffer
+        self._file = open_private(path)  # 0600: calls are personal data; our 1 s blocks are the buffer
         self._file.write(_wav_header(self.channels, 0))
 
     def add(self, left: np.ndarray, right: np.ndarray) -> None:
@@ -119,6 +119,7 @@ def encode_file(wav: Path, fmt: str) -> Path:
 
     codec, suffix, rate = {"opus": ("libopus", ".ogg", 48000), "mp3": ("libmp3lame", ".mp3", 8000)}[fmt]
     target = wav.with_suffix(suffix)
+    open_private(target).close()  # created 0600 before av writes into it
     with av.open(str(wav)) as src, av.open(str(target), "w") as dst:
         stream_in = src.streams.audio[0]
         layout = "stereo" if stream_in.channels == 2 else "mono"

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .dtmf import DtmfReceiver
 from .jitter import JitterBuffer
-from .rtp import ReceiveStats, peek_header
+from .rtp import ReceiveStats, read_header
 
 if TYPE_CHECKING:
     from .amd import AnsweringMachineDetector, BeepDetector
@@ -93,7 +93,9 @@ class Endpoint:
         self.learned: Address | None = None
         self.learned_rtcp: Address | None = None
         self.stats = ReceiveStats()
-        self.dtmf_pt: int | None = None  # the telephone-event payload type of this side's SDP
+        self.dtmf_pt: int | None = None  # the telephone-event payload type we send this side
+        self.dtmf_pts: dict[int, int] = {}  # telephone-event payload types we accept → clock rate
+        self.clocks: dict[int, int] = {0: 8000, 8: 8000}  # payload type → RTP clock (statistics)
         self.dtmf = DtmfReceiver()
         # -- what the worker's tick does with this side (engine.py) --
         self.jitter: JitterBuffer | None = None  # set while the worker listens to this side
@@ -137,14 +139,16 @@ class Endpoint:
         self.rx += 1
         now = time.monotonic()
         self.last_rx = now
-        head = peek_header(data)
+        head = read_header(data)
         if head is not None:
-            self.stats.update(head[1], head[2], now)
-            if self.jitter is not None and head[0] in self.decodable:
+            pt, seq, ts, start, end = head
+            self.stats.update(seq, ts, now, self.clocks.get(pt, 8000))
+            if self.jitter is not None and pt in self.decodable:
                 # what the worker listens to: payload type in the first byte, then the payload
-                self.jitter.put(head[1], head[2], bytes((head[0],)) + data[12 + 4 * (data[0] & 0x0F):], now)
-            if head[0] == self.dtmf_pt:
-                digit = self.dtmf.feed(head[2], data[12 + 4 * (data[0] & 0x0F):])
+                self.jitter.put(seq, ts, bytes((pt,)) + data[start:end], now)
+            rate = self.dtmf_pts.get(pt)
+            if rate is not None:
+                digit = self.dtmf.feed(ts, data[start:end], rate)
                 if digit is not None:
                     self.engine.digit(self, digit[0], digit[1], "rfc4733")
         peer = self.peer

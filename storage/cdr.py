@@ -7,6 +7,7 @@ import csv
 import io
 import json
 from dataclasses import asdict, dataclass, fields
+from datetime import datetime, tzinfo
 
 from .database import Statement, read_rows
 
@@ -60,13 +61,32 @@ def query(path: str, since: float | None = None, until: float | None = None, leg
     return read_rows(path, sql + " ORDER BY start, id", params)
 
 
-def export(rows: list[dict], fmt: str) -> str:
+TIME_COLUMNS = ("start", "answer", "end")
+
+
+def _iso(value: float | None, zone: tzinfo | None) -> str | None:
+    if value is None:
+        return None
+    return datetime.fromtimestamp(value, zone).isoformat(timespec="milliseconds")
+
+
+def export(rows: list[dict], fmt: str, zone: tzinfo | None = None) -> str:
+    """CSV or JSON; times in ISO 8601 with their zone (``zone``, default the local one). JSON
+    keeps the epoch seconds too, as ``start_epoch``… for programs."""
+    out = []
+    for row in rows:
+        item = dict(row)
+        for col in TIME_COLUMNS:
+            item[col] = _iso(row.get(col), zone or datetime.now().astimezone().tzinfo)
+            if fmt == "json":
+                item[f"{col}_epoch"] = row.get(col)
+        out.append(item)
     if fmt == "json":
-        return json.dumps(rows, indent=2)
+        return json.dumps(out, indent=2) + "\n"
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=["id", *_COLUMNS], extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(out)
     return buf.getvalue()
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import aiosqlite
 
+from ..private_files import private_file
 from .migrations import MIGRATIONS
 
 log = logging.getLogger("centralino.storage")
@@ -65,7 +66,7 @@ class Database:
 
     async def open(self) -> None:
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            private_file(Path(self.path))
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
         self._db.row_factory = aiosqlite.Row
         await self._db.execute("PRAGMA journal_mode=WAL")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -59,6 +60,9 @@ class IncomingRequest:
 
 
 Handler = Callable[[IncomingRequest], Awaitable[Response | None]]
+# Cheap looks into an unparsed datagram, to tell solicited traffic from new requests (rate limit).
+_TOP_BRANCH = re.compile(rb"\n(?:via|v)[ \t]*:[^\r\n,]*?;[ \t]*branch[ \t]*=[ \t]*([^;,\s]+)", re.IGNORECASE)
+_CALL_ID = re.compile(rb"\n(?:call-id|i)[ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r?\n", re.IGNORECASE)
 OVERLOAD_PERSISTENCE = 1.0  # seconds new INVITEs must keep arriving later than max_queue_delay before 503s
 
 
@@ -93,6 +97,10 @@ class SipCore:
         self.max_setups = max_setups  # new INVITEs beyond this many calls in setup get 503
         self.max_queue_delay = max_queue_delay  # ... and those that waited longer than this to be read
         self._late_since: float | None = None  # since when new calls' INVITEs keep arriving late
+        # Call-IDs of the calls, dialogs and subscriptions the switch is part of: requests with
+        # them are solicited (never rate-limited), like responses to our own transactions.
+        self.known_call_ids: dict[str, int] = {}
+        self._response_peers: set[str] = set()  # addresses we send requests to (trunks)
         self.counters: dict[str, int] = {
             "requests": 0, "responses": 0, "rejected": 0, "shed": 0, "dropped_responses": 0, "stray_responses": 0,
         }
@@ -116,10 +124,53 @@ class SipCore:
         methods += [m for m in self.handlers if m not in methods]
         return ", ".join(methods)
 
+    # -- solicited traffic ---------------------------------------------------------------------
+    def track_call_id(self, call_id: str) -> None:
+        """The switch takes part in a dialog (or call) with this Call-ID until ``untrack``."""
+        self.known_call_ids[call_id] = self.known_call_ids.get(call_id, 0) + 1
+
+    def untrack_call_id(self, call_id: str) -> None:
+        left = self.known_call_ids.get(call_id, 1) - 1
+        if left > 0:
+            self.known_call_ids[call_id] = left
+        else:
+            self.known_call_ids.pop(call_id, None)
+
+    def trust_responses_from(self, ip: str) -> None:
+        """A peer the switch sends requests to (a trunk's resolved address): its responses are
+        never rate-limited, even the ones that match no transaction any more."""
+        if len(self._response_peers) < 10_000:
+            self._response_peers.add(ip)
+
+    def _solicited(self, data: bytes, ip: str) -> bool:
+        """A response to one of our transactions or a request inside a dialog or call we are
+        part of, told from the raw bytes (a regex over the head, no parse): such traffic is not
+        a new request and is not counted by the per-source rate limit (Kamailio's pike is used
+        the same way, on initial requests only)."""
+        head_end = data.find(b"\r\n\r\n")
+        end = head_end if head_end >= 0 else len(data)
+        if data.startswith(b"SIP/2.0 "):
+            if ip in self._response_peers:
+                return True
+            m = _TOP_BRANCH.search(data, 0, end)
+            return m is not None and self.layer.has_client_branch(m.group(1).decode("ascii", "replace"))
+        m = _CALL_ID.search(data, 0, end + 2)
+        return m is not None and m.group(1).decode("utf-8", "replace") in self.known_call_ids
+
+    def _solicited_message(self, msg: Message, ip: str) -> bool:
+        """The same decision for a message a stream transport has parsed already."""
+        try:
+            if isinstance(msg, Response):
+                return ip in self._response_peers or self.layer.has_client_branch(msg.top_via.branch or "")
+            return msg.call_id in self.known_call_ids
+        except RemoteProtocolError:
+            return False
+
     # -- input from the transports -------------------------------------------------------------
     def receive_datagram(self, data: bytes, flow: Flow, received_at: float | None = None) -> None:
         now_wall = time.time()
-        if not self.security.admit(flow.remote[0], now_wall):
+        ip = flow.remote[0]
+        if not self.security.admit(ip, now_wall, counted=not self._solicited(data, ip)):
             return
         try:
             msg = parse_datagram(data)
@@ -134,7 +185,9 @@ class SipCore:
             self._dispatch(msg, flow, now_wall - received_at if received_at is not None else 0.0)
 
     def receive_stream_item(self, item: Message | RemoteProtocolError, flow: Flow) -> None:
-        if not self.security.admit(flow.remote[0], time.time()):
+        ip = flow.remote[0]
+        counted = isinstance(item, RemoteProtocolError) or not self._solicited_message(item, ip)
+        if not self.security.admit(ip, time.time(), counted=counted):
             if self.transports is not None:
                 self.transports.close_flow(flow)
             return

@@ -79,6 +79,7 @@ class MwiNotifier:
             domain = self.plan_of().server.sip.domain
             sub = Subscription(user, dialog, inc.flow, f"sip:{user}@{domain}", 0.0)
             self.subscriptions[key] = sub
+            self.core.track_call_id(req.call_id)  # its refreshes are solicited (not rate-limited)
         else:
             inc.to_tag = sub.dialog.local_tag
             sub.dialog.remote_seq = req.cseq.seq
@@ -102,7 +103,7 @@ class MwiNotifier:
                       reason: str = "") -> None:
         new, old = await self.counts_for(sub.extension)
         if terminated:
-            self.subscriptions.pop(key, None)
+            self._drop(key)
             if sub.timer is not None:
                 sub.timer.cancel()
             state = f"terminated;reason={reason or 'noresource'}"
@@ -116,9 +117,13 @@ class MwiNotifier:
         resp = await self.core.send_and_wait(req, sub.flow)
         if resp.status in (404, 408, 481) or resp.status >= 500:
             log.info("MWI: %s's phone answered %d to NOTIFY: subscription dropped", sub.extension, resp.status)
-            self.subscriptions.pop(key, None)
+            self._drop(key)
             if sub.timer is not None:
                 sub.timer.cancel()
+
+    def _drop(self, key: tuple[str, str]) -> None:
+        if self.subscriptions.pop(key, None) is not None:
+            self.core.untrack_call_id(key[0])
 
     async def changed(self, extensions: list[str]) -> None:
         """A mailbox changed: NOTIFY every subscription of the extensions it lights up."""
@@ -130,4 +135,5 @@ class MwiNotifier:
         for sub in self.subscriptions.values():
             if sub.timer is not None:
                 sub.timer.cancel()
-        self.subscriptions.clear()
+        for key in list(self.subscriptions):
+            self._drop(key)

@@ -60,8 +60,10 @@ class SecurityGuard:
         self._trusted_cache.clear()
 
     # -- before parsing -----------------------------------------------------------------------
-    def admit(self, ip: str, now: float) -> bool:
-        """False: drop the packet silently (banned source, or over its rate)."""
+    def admit(self, ip: str, now: float, counted: bool = True) -> bool:
+        """False: drop the packet silently (banned source, or over its rate). ``counted=False``
+        for solicited traffic (answers to our requests, requests inside our dialogs), which only
+        a ban stops: limiting it would make the switch drop the answers to its own calls."""
         if self._bans:
             ban = self._bans.get(ip)
             if ban is not None:
@@ -69,11 +71,15 @@ class SecurityGuard:
                     self.dropped_banned += 1
                     return False
                 del self._bans[ip]
-        rate = self.config.rate_limit
+        if not counted:
+            return True
+        trusted = bool(self._trusted) and self.is_trusted(ip)
+        cfg = self.config
+        rate = cfg.trusted_rate_limit if trusted else cfg.rate_limit
         if rate <= 0:
             return True
+        burst = float(cfg.trusted_rate_burst if trusted else cfg.rate_burst)
         bucket = self._buckets.get(ip)
-        burst = float(self.config.rate_burst)
         if bucket is None:
             if len(self._buckets) > 50_000:
                 self._prune_buckets(now)
@@ -83,8 +89,6 @@ class SecurityGuard:
         bucket[1] = now
         if tokens < 1.0:
             bucket[0] = tokens
-            if self.is_trusted(ip):
-                return True
             self.dropped_rate += 1
             return False
         bucket[0] = tokens - 1.0

@@ -28,7 +28,8 @@ RETRY_MIN, RETRY_MAX = 5.0, 300.0
 class TrunkState:
     registered: bool = False
     registration_expires: float | None = None
-    last_error: str = ""
+    last_error: str = ""  # of the registration
+    down_reason: str = ""  # why the last qualify found it unreachable
     reachable: bool | None = None  # None: not qualified yet
     rtt_ms: float | None = None
     channels: int = 0
@@ -72,8 +73,10 @@ class TrunkManager:
         st.channels = max(0, st.channels - 1)
 
     async def flow_for(self, trunk: Trunk) -> Flow:
+        """Where the trunk is reached (its host resolved now); OSError when it cannot be."""
         infos = await asyncio.get_running_loop().getaddrinfo(trunk.host, trunk.port, type=2)
         ip = infos[0][4][0]
+        self.core.trust_responses_from(ip)  # its responses are never rate-limited
         return Flow(trunk.transport, (ip, trunk.port), self.core.transports.local_address(trunk.transport))
 
     # -- background work ------------------------------------------------------------------------
@@ -104,7 +107,7 @@ class TrunkManager:
                 flow = await self.flow_for(trunk)
                 resp, client_cseq = await self._register_once(trunk, flow, call_id, tag, client_cseq, 3600)
             except OSError as exc:
-                resp, st.last_error = None, str(exc)
+                resp, st.last_error = None, f"cannot reach {trunk.host}:{trunk.port}: {exc.strerror or exc}"
             if resp is not None and resp.status == 200:
                 expires = _granted_expires(resp, 3600)
                 st.registered, st.registration_expires, st.last_error = True, time.time() + expires, ""
@@ -157,13 +160,23 @@ class TrunkManager:
                 uri = parse_uri(f"sip:{trunk.host}:{trunk.port}")
                 resp = await self.core.request("OPTIONS", uri, flow)  # type: ignore[arg-type]
                 up = resp.status != 408 or resp.header("Via") is not None
-                if up != st.reachable:
-                    log.log(logging.INFO if up else logging.WARNING, "trunk %s is %s", name, "up" if up else "DOWN")
-                st.reachable = up
+                why = "" if up else f"no answer to OPTIONS from {flow.remote[0]}:{flow.remote[1]} ({trunk.transport})"
                 st.rtt_ms = round((time.monotonic() - start) * 1000, 1) if up else None
             except OSError as exc:
-                st.reachable, st.last_error = False, str(exc)
+                up, why = False, f"cannot reach {trunk.host}:{trunk.port}: {exc.strerror or exc}"
+            self._set_reachable(name, st, up, why)
             await asyncio.sleep(trunk.qualify)
+
+    def _set_reachable(self, name: str, st: TrunkState, up: bool, why: str) -> None:
+        """Every change is logged with its reason (a trunk that is silently down turns every
+        call to it into a 503); the reason stays in ``last_error`` for `centralino status`."""
+        if up != st.reachable:
+            if up:
+                log.info("trunk %s is up", name)
+            else:
+                log.warning("trunk %s is DOWN: %s", name, why)
+        st.reachable = up
+        st.down_reason = why
 
     def summary(self) -> dict[str, Any]:
         out = {}
@@ -173,7 +186,8 @@ class TrunkManager:
                 "host": f"{trunk.host}:{trunk.port}", "register": trunk.register_, "registered": st.registered,
                 "expires_in": round(st.registration_expires - time.time()) if st.registration_expires else None,
                 "reachable": st.reachable, "rtt_ms": st.rtt_ms, "channels": st.channels,
-                "max_channels": trunk.max_channels, "last_error": st.last_error,
+                "max_channels": trunk.max_channels,
+                "last_error": st.down_reason or st.last_error,
             }
         return out
 

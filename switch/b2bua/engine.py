@@ -112,6 +112,11 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
         self.dialogs[dialog_id] = (call, fork)
         call.dialog_ids.append(dialog_id)
 
+    def _add_call(self, call: Call) -> None:
+        self.calls[call.id] = call
+        self.core.track_call_id(call.id)  # its CANCEL, ACK and in-dialog requests are not rate-limited
+        self._idle.clear()
+
     def _emit(self, event: CallEvent) -> None:
         for listener in self.listeners:
             try:
@@ -155,8 +160,7 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
                 return self.core.make_response(inc, 503, "Trunk channels exhausted",
                                                headers=[("Reason", "Q.850;cause=34")])
             call.channels.append(trunk)
-        self.calls[call.id] = call
-        self._idle.clear()
+        self._add_call(call)
         inc.on_cancel = lambda cancel: self._caller_cancelled(call)
         inc.on_timeout = lambda: self._no_ack(call)
         feature = self._feature_for(called) if source == "extension" else None
@@ -313,6 +317,7 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
         fork = Fork(call=call, engine=self, uri=uri, flow=flow, request=request,
                     destination=destination, trunk=trunk, transfer_of=transfer_of, side=side)
         call.forks.append(fork)
+        self.core.track_call_id(request.call_id)
         fork.txn = self.core.start_transaction(request, flow, fork)
         return fork
 
@@ -708,6 +713,9 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
             if self.dialogs.get(key, (None,))[0] is call:
                 del self.dialogs[key]
         del self.calls[call.id]
+        self.core.untrack_call_id(call.id)
+        for fork in call.forks:
+            self.core.untrack_call_id(fork.request.call_id)
         self.completed += 1
         if not self.calls:
             self._idle.set()

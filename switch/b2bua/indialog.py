@@ -139,12 +139,16 @@ class InDialogMixin:
         update: dict[str, Any] = {"cmd": "endpoint.update", "endpoint": getattr(media, side)["endpoint"]}
         if chosen is not None:
             update.update(codec=chosen.codec, pt=chosen.pt, codecs=chosen.codecs)
+            if chosen.dtmf_pt is not None:
+                update["dtmf_pt"] = chosen.dtmf_pt  # the event we answered with: what we send it
             media.codecs[side] = chosen.codec
         if target is not None:
             # a side that offers no telephone-event sends its keys as tones: listen for them
             inband = target.dtmf_pt is None and self.plan_of().server.rtp.inband_dtmf
-            update.update(ip=target.ip, port=target.port, rtcp_port=target.rtcp_port, dtmf_pt=target.dtmf_pt,
-                          inband_dtmf=inband)
+            update.update(ip=target.ip, port=target.port, rtcp_port=target.rtcp_port,
+                          dtmf_pts=dict(target.dtmf_rates), inband_dtmf=inband)
+            if "dtmf_pt" not in update:
+                update["dtmf_pt"] = target.dtmf_pt
         return update
 
     # -- session timers (RFC 4028) ---------------------------------------------------------------

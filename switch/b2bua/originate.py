@@ -43,8 +43,7 @@ class OriginateMixin:
         call = Call(id=new_call_id(domain), inc=None, caller=caller, called=caller, source=source, did=did,
                     state=CallState.ANSWERED, destination=destination)
         call.caller_sdp = SWITCH_OFFER
-        self.calls[call.id] = call
-        self._idle.clear()  # type: ignore[attr-defined]
+        self._add_call(call)  # type: ignore[attr-defined]
         await self._ensure_media(call)  # type: ignore[attr-defined]
         return call
 

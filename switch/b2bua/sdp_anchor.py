@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import Any
 
 from ...media.codecs import KNOWN, codec_named
 from ..sip.errors import RemoteProtocolError
@@ -33,7 +34,22 @@ class MediaTarget:
     rtcp_port: int
     formats: tuple[str, ...]
     direction: str
-    dtmf_pt: int | None = None  # telephone-event payload type, if offered
+    dtmf_pt: int | None = None  # the telephone-event payload type at the first codec's clock rate
+    dtmf_rates: tuple[tuple[int, int], ...] = ()  # every telephone-event payload type → its clock rate
+
+
+def telephone_events(m: Any) -> dict[int, int]:
+    """The telephone-event payload types of a media line and their clock rates (a softphone with
+    Opus offers one at 48000 and one at 8000)."""
+    maps = m.rtpmaps
+    return {pt: r.clock_rate for pt, r in maps.items()
+            if r.encoding.lower() == "telephone-event" and str(pt) in m.formats}
+
+
+def event_for_clock(events: dict[int, int], clock: int) -> int | None:
+    """The telephone-event to use beside a codec of this RTP clock: the one at the same rate
+    (RFC 4733 §2.1: the events share the audio's timestamps), else the first offered."""
+    return next((pt for pt, rate in events.items() if rate == clock), next(iter(events), None))
 
 
 def audio_target(sdp: SessionDescription) -> MediaTarget | None:
@@ -47,8 +63,13 @@ def audio_target(sdp: SessionDescription) -> MediaTarget | None:
                 first = value.split()[0]
                 if first.isdigit():
                     rtcp = int(first)
-            dtmf = next((pt for pt, r in m.rtpmaps.items() if r.encoding.lower() == "telephone-event"), None)
-            return MediaTarget(conn.address, m.port, rtcp, tuple(m.formats), sdp.media_direction(i), dtmf)
+            events = telephone_events(m)
+            codecs = _codec_map(sdp, i)
+            first = next((codecs[int(f)] for f in m.formats if f.isdigit() and int(f) in codecs), "PCMU")
+            info = codec_named(first)
+            dtmf = event_for_clock(events, info.clock if info else 8000)
+            return MediaTarget(conn.address, m.port, rtcp, tuple(m.formats), sdp.media_direction(i), dtmf,
+                               tuple(events.items()))
     return None
 
 
@@ -101,6 +122,7 @@ class Chosen:
     codec: str
     pt: int
     codecs: dict[int, str]  # every supported payload type of that SDP → codec name
+    dtmf_pt: int | None = None  # the telephone-event that goes with it (same clock), if any
 
 
 def chosen_codec(body: bytes) -> Chosen | None:
@@ -113,7 +135,9 @@ def chosen_codec(body: bytes) -> Chosen | None:
         codecs = _codec_map(sdp, i)
         for fmt in m.formats:
             if fmt.isdigit() and int(fmt) in codecs:
-                return Chosen(codecs[int(fmt)], int(fmt), codecs)
+                info = codec_named(codecs[int(fmt)])
+                return Chosen(codecs[int(fmt)], int(fmt), codecs,
+                              event_for_clock(telephone_events(m), info.clock if info else 8000))
         return None
     return None
 
@@ -170,17 +194,19 @@ def answer_with(offer: bytes, ip: str, port: int, *, session_id: str, prefer: st
             continue
         pts = [int(f) for f in m.formats if f.isdigit() and int(f) in codecs]
         pick = next((pt for pt in pts if prefer and codecs[pt].lower() == prefer.lower()), pts[0])
-        chosen = Chosen(codecs[pick], pick, codecs)
         info = KNOWN[codecs[pick].lower()]
         maps = m.rtpmaps
-        events = [pt for pt, r in maps.items() if r.encoding.lower() == "telephone-event"]
-        formats = [str(pick), *(str(e) for e in events[:1])]
+        # the offer's own payload numbers and rates: a telephone-event at the codec's clock
+        event = event_for_clock(telephone_events(m), info.clock)
+        chosen = Chosen(codecs[pick], pick, codecs, event)
+        formats = [str(pick), *([str(event)] if event is not None else [])]
         attrs = [("a", f"rtpmap:{pick} {maps[pick].serialize().split(' ', 1)[1] if pick in maps else info.rtpmap}")]
         fmtp = m.fmtps.get(pick)
         if fmtp:
             attrs.append(("a", f"fmtp:{pick} {fmtp}"))
-        for e in events[:1]:
-            attrs += [("a", f"rtpmap:{e} telephone-event/8000"), ("a", f"fmtp:{e} {m.fmtps.get(e, '0-16')}")]
+        if event is not None:
+            attrs += [("a", f"rtpmap:{event} {maps[event].serialize().split(' ', 1)[1]}"),
+                      ("a", f"fmtp:{event} {m.fmtps.get(event, '0-16')}")]
         direction = {"sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}.get(m.direction, "sendrecv")
         attrs += [("a", "ptime:20"), ("a", direction)]
         out.media.append(type(m)("audio", port, "RTP/AVP", formats, None, attrs))

@@ -379,6 +379,7 @@ class TransactionLayer:
         self.t1, self.t2, self.t4 = t1, t2, t4
         self.clients: dict[tuple, ClientTransaction] = {}
         self.servers: dict[tuple, ServerTransaction] = {}
+        self._branches: dict[str, int] = {}  # client transactions per branch (INVITE and its CANCEL share one)
         self._accepted: dict[tuple[str, int], ServerInviteTransaction] = {}
         self._heap: list[tuple[float, int, Transaction]] = []
         self._counter = itertools.count()
@@ -395,8 +396,14 @@ class TransactionLayer:
         cls = ClientInviteTransaction if request.method == "INVITE" else ClientNonInviteTransaction
         txn = cls(self, key, request, dest, reliable)
         self.clients[key] = txn
+        self._branches[key[0]] = self._branches.get(key[0], 0) + 1
         txn.start(now)
         return txn
+
+    def has_client_branch(self, branch: str) -> bool:
+        """Whether a response with this top-Via branch answers one of our requests: a cheap
+        check made before parsing, so that solicited responses are never rate-limited."""
+        return branch in self._branches
 
     def receive_request(
         self, request: Request, source: Any, *, reliable: bool, now: float
@@ -484,6 +491,12 @@ class TransactionLayer:
         table = self.clients if isinstance(txn, ClientTransaction) else self.servers
         if table.get(txn.key) is txn:
             del table[txn.key]
+            if table is self.clients:
+                left = self._branches.get(txn.key[0], 1) - 1
+                if left > 0:
+                    self._branches[txn.key[0]] = left
+                else:
+                    self._branches.pop(txn.key[0], None)
         if isinstance(txn, ServerInviteTransaction) and self._accepted.get(txn.call_key) is txn:
             del self._accepted[txn.call_key]
 

@@ -331,3 +331,53 @@ def test_amd_and_beep_in_the_worker():
     beep = next(e for e in got if e["event"] == "beep")
     assert amd["result"] == "MACHINE" and amd["cause"].startswith(("LONGGREETING", "MAXWORDS"))
     assert 980 <= beep["hz"] <= 1020 and 400 <= beep["tone_ms"] <= 600
+
+
+def _with_extension_and_padding(packet: bytes) -> bytes:
+    """The same RTP packet as a WebRTC stack sends it: an RFC 8285 one-byte header extension
+    (ssrc-audio-level) after the fixed header, and 4 bytes of padding after the payload."""
+    head, payload = packet[:12], packet[12:]
+    extension = bytes([0xBE, 0xDE, 0x00, 0x01, 0x10, 0xAA, 0x00, 0x00])  # id 1, level 0xAA, pad
+    padding = bytes([0xFF, 0xFF, 0xFF, 0x04])
+    return bytes([head[0] | 0x10 | 0x20]) + head[1:] + extension + payload + padding
+
+
+def test_header_extensions_and_padding_are_not_read_as_payload(tmp_path):
+    """What the worker records and listens to is the payload only: a tone sent with extension
+    headers and padding is recorded clean, and a key sent that way is heard."""
+    from centralino.media.codecs import make_encoder
+    from centralino.media.rtp import RtpPacket
+
+    phone = RtpPhone("PCMU")
+    path = tmp_path / "ext.wav"
+
+    async def scenario(w, events):
+        ep = await attach(w, phone, "ext", dtmf_pt=101)
+        rec = await w.request({"cmd": "record.start", "a": ep["endpoint"], "b": None, "path": str(path)})
+        assert rec["ok"], rec
+        to = ("127.0.0.1", ep["port"])
+        enc, tone = make_encoder("PCMU"), sine(1000, 1.5)
+        for i in range(0, len(tone) - 159, 160):
+            pkt = RtpPacket(0, i // 160, i, 0x77, enc.encode(tone[i:i + 160])).serialize()
+            phone.sock.sendto(_with_extension_and_padding(pkt), to)
+            await asyncio.sleep(0.02)
+        for k, end in enumerate([False, False, True, True, True]):  # key 7, RFC 4733
+            te = TelephoneEvent(7, end, 10, 160 * (k + 1)).serialize()
+            pkt = RtpPacket(101, 100 + k, 12000, 0x77, te).serialize()
+            phone.sock.sendto(_with_extension_and_padding(pkt), to)
+        await asyncio.sleep(0.3)
+        await w.request({"cmd": "record.stop", "recording": rec["recording"]})
+        return [e for e in events if e.get("event") == "dtmf"]
+
+    try:
+        digits = run(scenario)
+    finally:
+        phone.close()
+    assert [d["digit"] for d in digits] == ["7"]
+    with wave.open(str(path)) as wav:
+        left = np.frombuffer(wav.readframes(wav.getnframes()), "<i2").reshape(-1, 2)[:, 0]
+    voiced = left[1600:9600]  # 0.2-1.2 s: the middle of the tone
+    assert round(dominant(voiced), -1) == 1000
+    # a clean sine has amplitude / rms = sqrt(2); 8 bytes of header read as audio in every
+    # 20 ms frame (what happened before) add broadband noise and pull it well below
+    assert level_at(voiced, 1000) / rms(voiced) > 1.35, level_at(voiced, 1000) / rms(voiced)
