@@ -14,6 +14,7 @@ import signal
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from .acd.service import AcdService
@@ -57,7 +58,8 @@ class Switch:
         self.loaded = loaded
         self.options = options or RunOptions()
         self.passwords: dict[str, str] = {}
-        self.generated: dict[str, str] = {}
+        self.generated: dict[str, str] = {}  # extensions whose password the switch generated
+        self.new_passwords: dict[str, str] = {}  # ... at this start (printed once)
         self.started_at = time.time()
         self.plan_loaded_at = self.started_at
         self.db: Database | None = None
@@ -73,6 +75,12 @@ class Switch:
     def plan(self) -> Plan:
         return self.loaded.plan
 
+    @property
+    def data_dir(self) -> Path | None:
+        """The folder of the database: the API credential goes there too."""
+        path = storage_path(self.plan.server.storage)
+        return None if path == ":memory:" else Path(path).resolve().parent
+
     # -- start-up ----------------------------------------------------------------------------
     async def run(self) -> None:
         plan = self.plan
@@ -85,6 +93,7 @@ class Switch:
 
         sec = plan.server.security
         self.security = SecurityGuard(sec, on_event=self._record_security_event)
+        self.security.protected = self._holds_live_session
         self.security.trust([n for t in plan.trunks.values() for n in t.allow_from])
         sip = plan.server.sip
         self.core = SipCore(
@@ -101,7 +110,9 @@ class Switch:
         ssl_server = make_server_ssl_context(sip.tls.cert, sip.tls.key) if sip.tls else None
         self.transports = TransportManager(
             self.core, idle_timeout=sip.tcp_idle_timeout, trace=self.options.sip_trace,
-            ssl_server=ssl_server, ssl_client=make_client_ssl_context(),
+            ssl_server=ssl_server, ssl_client=make_client_ssl_context(), security=self.security,
+            max_connections=sip.tcp_max_connections, max_per_source=sip.tcp_max_per_source,
+            message_timeout=sip.tcp_message_timeout,
         )
         self.core.transports = self.transports
         rtp = plan.server.rtp
@@ -125,6 +136,7 @@ class Switch:
             await self.transports.start(sip.listen_addresses)
             self._setup_api()
             await self.api.start(plan.server.api.listen)
+            self.api.write_token(self.data_dir)
             await self.media.start()
         except BaseException:
             await self.transports.close()
@@ -164,7 +176,8 @@ class Switch:
         return value
 
     async def _resolve_passwords(self) -> None:
-        """Extensions without a password get one generated once and kept in the database."""
+        """Extensions without a password get one generated once and kept in the database (0600);
+        it is printed at the start that generated it, and later by `centralino passwords --show`."""
         assert self.db is not None
         passwords: dict[str, str] = {}
         generated: dict[str, str] = {}
@@ -177,6 +190,7 @@ class Switch:
             if row is None:
                 value = secrets.token_urlsafe(9)
                 await self.db.write([("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))])
+                self.new_passwords[name] = value
             else:
                 value = row["value"]
             passwords[name] = generated[name] = value
@@ -194,10 +208,16 @@ class Switch:
         print(f"  data: database {self.db.path if self.db else '-'}, recordings in "
               f"{self.plan.server.recordings}", flush=True)
         print(f"  {restored} registration(s) restored", flush=True)
-        for name, pw in self.generated.items():
+        for name, pw in self.new_passwords.items():
             ext = self.plan.extensions[name]
             label = f" ({ext.name})" if ext.name else ""
-            print(f"  extension {name}{label}: user {name}, password {pw}", flush=True)
+            print(f"  extension {name}{label}: user {name}, password {pw} (generated now; shown once)", flush=True)
+        kept = len(self.generated) - len(self.new_passwords)
+        if kept:
+            config = f" --config {self.options.plan_path}" if self.options.plan_path else ""
+            print(f"  {kept} extension(s) use passwords generated earlier: centralino passwords{config} --show",
+                  flush=True)
+        self.new_passwords = {}
 
     @staticmethod
     def _version() -> str:
@@ -209,8 +229,13 @@ class Switch:
         ext = self.plan.extensions.get(user)
         return ext.max_contacts if ext is not None else None
 
+    def _holds_live_session(self, ip: str) -> bool:
+        """An address with a live registration or an answered call: unauthenticated traffic
+        (which UDP lets anyone forge) never gets it banned."""
+        return self.location.holds_source(ip, time.time()) or self.b2bua.has_call_from(ip)
+
     def _record_security_event(self, event: SecurityEvent) -> None:
-        if self.db is None or self._tg is None or event.kind not in ("ban", "ban-skipped"):
+        if self.db is None or self._tg is None or event.kind == "auth-failure":
             return
         assert self.core is not None
         self.core.spawn(self.db.write([(
@@ -355,6 +380,19 @@ class Switch:
                     return 404, {"ok": False, "error": f"no message {args[key]} in {box}"}
             return 200, {"mailbox": box, "messages": await self.voicemail.messages(box)}
 
+        async def security(body: bytes) -> tuple[int, Any]:
+            """GET: bans and locked users; POST {"unban": IP} or {"unlock": USER} clears one."""
+            now = time.time()
+            if body:
+                args = json.loads(body)
+                if "unban" in args and not self.security.unban(str(args["unban"]), now):
+                    return 404, {"ok": False, "error": f"{args['unban']} is not banned"}
+                if "unlock" in args and not self.security.unlock(str(args["unlock"]), now):
+                    return 404, {"ok": False, "error": f"user {args['unlock']} is not locked"}
+            return 200, self.security_state(now)
+
+        self.api.route("GET", "/security", security)
+        self.api.route("POST", "/security", security)
         self.api.route("POST", "/voicemail", voicemail)
         self.api.route("GET", "/monitor", monitor)
         self.api.route("POST", "/monitor", monitor)
@@ -427,12 +465,19 @@ class Switch:
             "connections": self.transports.connection_count,
             "calls": self.b2bua.summary(),
             "trunks": self.trunks.summary(),
-            "counters": {**self.core.counters, "udp_send_drops": self.transports.udp_send_drops},
-            "security": {
-                "bans": self.security.bans(now),
-                "dropped_rate_limited": self.security.dropped_rate,
-                "dropped_banned": self.security.dropped_banned,
-            },
+            "counters": {**self.core.counters, "udp_send_drops": self.transports.udp_send_drops,
+                         "tcp_refused": self.transports.refused_connections,
+                         "tcp_closed_slow": self.transports.slow_closed},
+            "security": self.security_state(now),
+        }
+
+    def security_state(self, now: float) -> dict[str, Any]:
+        sec = self.security
+        return {
+            "bans": sec.bans(now), "locked_users": sec.locks(now),
+            "dropped_rate_limited": sec.dropped_rate, "dropped_banned": sec.dropped_banned,
+            "dropped_user_agent": sec.dropped_user_agent, "refused_locked": sec.refused_locked,
+            "api_refused": self.api.refused,
         }
 
     # -- reload and shutdown -----------------------------------------------------------------------
@@ -455,6 +500,9 @@ class Switch:
         sip = plan.server.sip
         self.auth.configure(sip.realm or sip.domain, tuple(sec.auth_algorithms), sec.nonce_lifetime)
         self.core.max_setups = sip.max_setups
+        self.transports.max_connections = sip.tcp_max_connections
+        self.transports.max_per_source = sip.tcp_max_per_source
+        self.transports.message_timeout = sip.tcp_message_timeout
         self.core.max_queue_delay = sip.max_queue_delay
         self.registrar.config = plan.server.registrar
         self.qualifier.interval = plan.server.registrar.qualify_interval

@@ -270,7 +270,7 @@ def _run_pairs(args: argparse.Namespace, target: peers.Target, work: Path, rate:
                             local_ip=caller_ip(i),
                             extra=["-s", service, "-l", str(int(share * 4) + 10), "-mp", str(_free_port(2))])
         return run_sipp("register_digest.xml", dest, rate=share, count=count, inf=infs[i], transport=args.transport,
-                        local_ip=caller_ip(i))
+                        local_ip=caller_ip(i), auth_uri="bench.local")
 
     if pairs == 1:
         return one(0)

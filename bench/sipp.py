@@ -98,7 +98,11 @@ def run_sipp(
     local_ip: str = "127.0.0.1",
     extra: list[str] | None = None,
     timeout: float | None = None,
+    auth_uri: str | None = None,
 ) -> SippResult:
+    """``auth_uri``: the URI SIPp puts in its digest (without ``sip:``). It must name the
+    Request-URI — the switch refuses credentials computed for another URI — and SIPp's own
+    default is ``remote_ip:remote_port``, so scenarios that authenticate pass it."""
     sipp = sipp_binary()
     if sipp is None:
         raise FileNotFoundError("sipp is not installed (Debian package: sip-tester)")
@@ -112,7 +116,7 @@ def run_sipp(
             "-t", transport, "-i", local_ip, "-p", "0", "-nostdin", "-trace_stat", "-stf",
             str(work / "stat.csv"), "-fd", "1", "-trace_rtt", "-rtt_freq", "1", "-trace_err",
             "-error_file", str(work / "errors.log"), "-timeout", f"{int(timeout or count / max(rate, 1) + 30)}s",
-            "-timeout_error", "-max_recv_loops", "10000",
+            "-timeout_error", "-max_recv_loops", "10000", *(["-auth_uri", auth_uri] if auth_uri else []),
         ]
         if inf is not None:
             cmd += ["-inf", str(inf)]

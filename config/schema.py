@@ -1,4 +1,4 @@
-"""Typed models of the routing plan (the YAML contract of DESIGN.md). Unknown keys are errors."""
+"""Typed models of the routing plan (the YAML contract, see docs/architecture.md). Unknown keys are errors."""
 
 from __future__ import annotations
 
@@ -60,6 +60,9 @@ class SipConfig(Strict):
     tls: TLSConfig | None = None
     force_rport: bool = True  # answer to the source port even without ;rport (phones behind NAT)
     tcp_idle_timeout: float = Field(600.0, gt=0)
+    tcp_max_connections: int = Field(2000, ge=1)  # TCP/TLS connections in all
+    tcp_max_per_source: int = Field(50, ge=1)  # ... from one address (trusted sources excepted)
+    tcp_message_timeout: float = Field(10.0, gt=0)  # a connection must deliver a whole message this soon
     user_agent: str = "Centralino"
     t1: float = Field(0.5, gt=0)  # RFC 3261 T1; change only for networks with a known RTT
     session_expires: int = Field(1800, ge=0)  # RFC 4028 session timer we ask for; 0 = off
@@ -120,16 +123,25 @@ class RegistrarConfig(Strict):
 
 
 class SecurityConfig(Strict):
+    # failed authentications per source: a burst (5 in 60 s → banned 10 min) and a slow guesser
+    # (20 in an hour → banned an hour); per user from any source (10 in an hour → new sources
+    # locked out for an hour, the addresses it registers from keep working)
     max_auth_failures: int = Field(5, ge=1)
     failure_window: float = Field(60.0, gt=0)
     ban_seconds: float = Field(600.0, ge=0)
+    long_max_failures: int = Field(20, ge=1)
+    long_failure_window: float = Field(3600.0, gt=0)
+    long_ban_seconds: float = Field(3600.0, ge=0)
+    user_max_failures: int = Field(10, ge=1)
+    user_failure_window: float = Field(3600.0, gt=0)
+    user_lock_seconds: float = Field(3600.0, ge=0)
     # New requests (dialog-creating or out-of-dialog) per second per source address; 0 = off.
     # Responses to the switch's own requests and requests inside its dialogs are never counted.
     rate_limit: float = Field(100.0, ge=0)
     rate_burst: int = Field(200, ge=1)
     # Trusted sources (trunks' allow_from, `trusted`) get a high limit, not none: UDP sources can be forged.
     trusted_rate_limit: float = Field(2000.0, ge=0)
-    trusted_rate_burst: int = Field(4000, ge=1)
+    trusted_rate_burst: int = Field(1000, ge=1)
     nonce_lifetime: float = Field(300.0, gt=0)
     # Challenges offered, preferred first. SHA-256 (RFC 8760) is opt-in: SIPp and baresip 1.0
     # (libre) give up on any challenge whose algorithm they do not know, even next to an MD5 one.
@@ -591,6 +603,10 @@ def cross_references(plan: Plan) -> list[tuple[tuple, str]]:
 
     for i, route in enumerate(plan.routes):
         check_action(route.action, ("routes", i, "action"))
+        src = route.match.source
+        if src is not None and src not in ("extension", "any") and src not in plan.trunks:
+            errors.append((("routes", i, "match", "source"),
+                           f"unknown source {src!r} (extension, any or a trunk)"))
         sched = route.match.schedule
         if sched is not None and sched not in plan.schedules:
             errors.append((("routes", i, "match", "schedule"), f"unknown schedule {sched!r}"))
@@ -657,8 +673,37 @@ def resolution_errors(plan: Plan, timeout: float = 5.0) -> list[tuple[tuple, str
 
 
 def warnings_for(plan: Plan) -> list[tuple[tuple, str]]:
-    """What is valid but probably not meant (printed by `centralino check` after OK)."""
-    return []
+    """What is valid but probably not meant (printed by `centralino check` after OK): routes out
+    through a trunk that a caller nobody authenticated — one coming in from a trunk — can take
+    (the toll-fraud hairpin)."""
+    found: list[tuple[tuple, str]] = []
+
+    def trunks_of(action: Action | None) -> list[str]:
+        if action is None:
+            return []
+        own = [action.trunk] if isinstance(action.trunk, str) else list(action.trunk or [])
+        return own + trunks_of(action.else_) + trunks_of(action.then)
+
+    for i, route in enumerate(plan.routes):
+        out = trunks_of(route.action)
+        if not out:
+            continue
+        m = route.match
+        if m.source in plan.trunks:
+            sources = [m.source]
+        elif m.from_ in plan.trunks:
+            sources = [m.from_]
+        elif m.from_ is not None or m.source == "extension":
+            continue  # only authenticated extensions (a caller pattern is never checked on trunk calls)
+        else:
+            sources = list(plan.trunks)
+        for src in sources:
+            if src in plan.trunks:
+                found.append((("routes", i, "action"),
+                              f"a call from trunk {src!r} (its caller is not authenticated) can take this route out "
+                              f"through trunk {', '.join(repr(t) for t in out)}; add source: extension unless this "
+                              "hairpin is meant"))
+    return found
 
 
 def check_ivr(plan: Plan, name: str, ivr: Ivr, check_action, check_prompts, errors: list) -> None:  # type: ignore[no-untyped-def]

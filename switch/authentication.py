@@ -1,7 +1,10 @@
-"""Digest authentication of requests against the plan's extensions, counted per source.
+"""Digest authentication of requests against the plan's extensions, counted per source and
+per user.
 
-Unknown users and wrong passwords get exactly the same answer as a request without
-credentials: a fresh challenge. Only the security guard knows the difference.
+Unknown users, wrong passwords and locked-out users get exactly the same answer as a request
+without credentials: a fresh challenge. Only the security guard knows the difference. The
+credentials are bound to the request: their ``uri`` must name the Request-URI (RFC 3261 §22.4,
+RFC 7616 §3.4.6), so a digest seen on one INVITE cannot carry another to a premium number.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from dataclasses import dataclass, field
 from .security import SecurityGuard
 from .sip.auth import AuthResult, DigestCredentials, DigestServer, NonceManager
 from .sip.message import Request
+from .sip.uri import URI, parse_uri
 
 log = logging.getLogger("centralino.auth")
 
@@ -56,9 +60,16 @@ class Authenticator:
                 break
         stale = False
         if creds is not None:
-            result = self.server.verify(creds, request.method, self.password_of, now, request.body)
+            if not same_resource(creds.uri, request.uri):
+                log.info("digest uri %r from %s does not name the Request-URI %s", creds.uri[:80], source_ip,
+                         request.uri)
+                return AuthOutcome(None, 400, [("Warning", '399 - "the digest uri is not the Request-URI"')])
+            if self.security.user_locked(creds.username, source_ip, now):
+                result = AuthResult.FAILED  # the password is not even looked at
+            else:
+                result = self.server.verify(creds, request.method, self.password_of, now, request.body)
             if result is AuthResult.OK:
-                self.security.auth_succeeded(source_ip)
+                self.security.auth_succeeded(source_ip, creds.username, now)
                 return AuthOutcome(creds.username)
             if result is AuthResult.FAILED:
                 self.security.auth_failed(source_ip, now, creds.username)
@@ -67,3 +78,20 @@ class Authenticator:
                 log.debug("%s nonce from %s for %s", result.value, source_ip, creds.username)
         challenges = self.server.challenges(now, stale=stale)
         return AuthOutcome(None, status, [(challenge_header, c) for c in challenges])
+
+
+def same_resource(digest_uri: str, request_uri: object) -> bool:
+    """Whether a digest's ``uri`` names the Request-URI: same scheme, user, host and port
+    (parameters aside, which phones order and spell differently)."""
+    try:
+        theirs = parse_uri(digest_uri.strip())
+    except Exception:
+        return False
+    if not isinstance(theirs, URI) or not isinstance(request_uri, URI):
+        return str(digest_uri).strip() == str(request_uri)
+
+    def key(u: URI) -> tuple[str, str, str, int]:
+        default = 5061 if u.scheme == "sips" else 5060
+        return u.scheme, u.user or "", u.host.lower().strip("[]"), u.port or default
+
+    return key(theirs) == key(request_uri)

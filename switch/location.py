@@ -77,6 +77,11 @@ class LocationService:
             items = [b for b in items if b.expires_at > now]
         return sorted(items, key=lambda b: (-b.q, -b.registered_at))
 
+    def holds_source(self, ip: str, now: float) -> bool:
+        """Whether a live binding was registered from ``ip`` (such an address is never banned for
+        unauthenticated traffic, which could be forged). A scan: asked only when a ban is due."""
+        return any(b.flow.remote[0] == ip and b.expires_at > now for b in self.all())
+
     def all(self) -> list[Binding]:
         return [b for bs in self._bindings.values() for b in bs.values()]
 

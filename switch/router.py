@@ -88,6 +88,12 @@ class Router:
                     if ctx.source != m.from_:
                         reasons.append(f"{label}: source {ctx.source!r} is not {m.from_!r}")
                         continue
+                elif ctx.source != "extension" and m.source != ctx.source:
+                    # a trunk's From is whatever its caller wrote: a caller pattern only counts
+                    # on a trunk call when the route names that trunk as its source
+                    reasons.append(f"{label}: caller pattern {m.from_!r} is not checked on a call from trunk "
+                                   f"{ctx.source!r} (its caller is not authenticated; add source: {ctx.source})")
+                    continue
                 elif re.fullmatch(m.from_, ctx.caller) is None:
                     reasons.append(f"{label}: caller {ctx.caller!r} does not match {m.from_!r}")
                     continue

@@ -791,6 +791,17 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
                 else:
                     await self._fail(call, 503, "shutting down")
 
+    def has_call_from(self, ip: str) -> bool:
+        """Whether an answered call has a leg at ``ip`` (asked only when a ban is due)."""
+        for call in self.calls.values():
+            if call.state is not CallState.ANSWERED:
+                continue
+            if call.inc is not None and call.inc.flow.remote[0] == ip:
+                return True
+            if any(f.flow.remote[0] == ip for f in (call.answered, call.partner) if f is not None):
+                return True
+        return False
+
     def summary(self) -> dict[str, Any]:
         return {
             "active": len(self.calls),

@@ -13,6 +13,7 @@ import time
 from typing import Protocol
 
 from ...config.schema import ListenAddress
+from ..security import SecurityGuard
 from ..sip.errors import RemoteProtocolError
 from ..sip.message import Message
 from ..sip.parser import StreamParser
@@ -31,9 +32,11 @@ class Receiver(Protocol):
 
 
 class _StreamConnection(asyncio.Protocol):
-    def __init__(self, manager: TransportManager, transport_name: str) -> None:
+    def __init__(self, manager: TransportManager, transport_name: str, inbound: bool = False) -> None:
         self.manager = manager
         self.name = transport_name
+        self.inbound = inbound  # accepted by our listener (a client may be hostile)
+        self._deadline: asyncio.TimerHandle | None = None  # a whole message must arrive before it
         self.parser = StreamParser()
         self.transport: asyncio.Transport | None = None
         self.flow: Flow | None = None
@@ -45,11 +48,17 @@ class _StreamConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         local = transport.get_extra_info("sockname")
+        if self.inbound and not self.manager.admit_connection(peer[0]):
+            transport.abort()  # type: ignore[attr-defined]  # banned, or over a cap: no descriptor kept
+            return
         conn_id = next(self.manager._conn_ids)
         self.flow = Flow(self.name, (peer[0], peer[1]), (local[0], local[1]), conn_id)
         self.manager._connections[conn_id] = self
         self.manager._by_remote[(self.name, self.flow.remote)] = self
+        self.manager._per_source[peer[0]] = self.manager._per_source.get(peer[0], 0) + 1
         self._arm_idle()
+        if self.inbound:
+            self._arm_deadline()
         if not self.connected.done():
             self.connected.set_result(None)
 
@@ -65,10 +74,31 @@ class _StreamConnection(asyncio.Protocol):
         else:
             self._arm_idle()
 
+    def _arm_deadline(self) -> None:
+        """Slowloris: a client that opened a connection (or began a message) must finish a
+        message within ``message_timeout``; idle connections between messages are the idle
+        timer's business (phones keep theirs open for minutes)."""
+        if self._deadline is None:
+            self._deadline = asyncio.get_running_loop().call_later(self.manager.message_timeout, self._too_slow)
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        log.info("closing %s: no whole SIP message within %.0f s", self.flow, self.manager.message_timeout)
+        self.manager.slow_closed += 1
+        if self.transport is not None:
+            self.transport.abort()
+
     def data_received(self, data: bytes) -> None:
         self.last_activity = time.monotonic()
         assert self.flow is not None
-        for item in self.parser.feed(data):
+        items = self.parser.feed(data)
+        if self.inbound:
+            if items and self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+            if self.parser.buffered and data.strip():
+                self._arm_deadline()  # a message has begun: it must end in time
+        for item in items:
             if self.manager.trace and isinstance(item, Message):
                 self.manager.trace_message("in", item.serialize(), self.flow)
             self.manager.receiver.receive_stream_item(item, self.flow)
@@ -100,7 +130,16 @@ class _StreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._idle_handle is not None:
             self._idle_handle.cancel()
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
         if self.flow is not None:
+            ip = self.flow.remote[0]
+            left = self.manager._per_source.get(ip, 1) - 1
+            if left > 0:
+                self.manager._per_source[ip] = left
+            else:
+                self.manager._per_source.pop(ip, None)
             self.manager._connections.pop(self.flow.conn_id, None)
             key = (self.name, self.flow.remote)
             if self.manager._by_remote.get(key) is self:
@@ -118,8 +157,19 @@ class TransportManager:
         trace: bool = False,
         ssl_server: ssl.SSLContext | None = None,
         ssl_client: ssl.SSLContext | None = None,
+        security: SecurityGuard | None = None,
+        max_connections: int = 2000,
+        max_per_source: int = 50,
+        message_timeout: float = 10.0,
     ) -> None:
         self.receiver = receiver
+        self.security = security
+        self.max_connections = max_connections
+        self.max_per_source = max_per_source
+        self.message_timeout = message_timeout
+        self._per_source: dict[str, int] = {}
+        self.refused_connections = 0
+        self.slow_closed = 0
         self.idle_timeout = idle_timeout
         self.trace = trace
         self.ssl_server = ssl_server
@@ -146,7 +196,7 @@ class TransportManager:
                     raise ValueError("a tls listener needs server.sip.tls (cert and key)")
                 name = addr.transport
                 server = await loop.create_server(
-                    lambda name=name: _StreamConnection(self, name),
+                    lambda name=name: _StreamConnection(self, name, inbound=True),
                     addr.host, addr.port, reuse_address=True,
                     ssl=self.ssl_server if name == "tls" else None,
                 )
@@ -196,6 +246,24 @@ class TransportManager:
                 self._source_cache.clear()
             self._source_cache[remote_ip] = cached
         return cached
+
+    def admit_connection(self, ip: str) -> bool:
+        """At accept, before anything is read: banned sources, and connections beyond the total
+        cap or the per-source cap (trusted sources are not capped per source), are refused."""
+        sec = self.security
+        why = None
+        if sec is not None and sec.is_banned(ip, time.time()):
+            why = "banned"
+        elif len(self._connections) >= self.max_connections:
+            why = f"{self.max_connections} connections open"
+        elif self._per_source.get(ip, 0) >= self.max_per_source and not (sec is not None and sec.is_trusted(ip)):
+            why = f"{self.max_per_source} connections from it already"
+        if why is None:
+            return True
+        self.refused_connections += 1
+        if self.refused_connections <= 10 or self.refused_connections % 1000 == 0:
+            log.info("refused a connection from %s: %s (%d refused so far)", ip, why, self.refused_connections)
+        return False
 
     def has_transport(self, transport: str) -> bool:
         return any(name == transport for name, _ in self.listening)

@@ -65,7 +65,8 @@ def media_totals(sw):
 def test_phone_calls_extension_in_a_row_and_in_parallel(sw, tmp_path):
     uas = answering_phone(sw, 15, tmp_path)
     target = "{}:{}".format(*sw.address("udp"))
-    common = ["-s", "1002", "-au", "1001", "-ap", "pw1001", "-key", "caller", "1001", "-d", "1500"]
+    common = ["-s", "1002", "-au", "1001", "-ap", "pw1001", "-auth_uri", f"1002@{target}", "-key", "caller", "1001",
+              "-d", "1500"]
     in_a_row = run_sipp("uac_call.xml", target, rate=2, count=5, extra=[*common, "-l", "1", "-mp", str(free_port())])
     assert in_a_row.successful == 5 and in_a_row.failed == 0, in_a_row.errors
     parallel = run_sipp("uac_call.xml", target, rate=20, count=10, extra=[*common, "-l", "10", "-mp", str(free_port())])
@@ -118,7 +119,8 @@ def test_rfc2833_digits_from_sipp_pcaps_reach_the_control_process(sw, tmp_path):
     uas = answering_phone(sw, 1, tmp_path)
     target = "{}:{}".format(*sw.address("udp"))
     res = run_sipp("uac_dtmf.xml", target, rate=1, count=1,
-                   extra=["-s", "1002", "-au", "1001", "-ap", "pw1001", "-key", "caller", "1001", "-mp", str(free_port())])
+                   extra=["-s", "1002", "-au", "1001", "-ap", "pw1001", "-auth_uri", f"1002@{target}",
+                          "-key", "caller", "1001", "-mp", str(free_port())])
     assert res.successful == 1, res.errors
     uas.wait(10)
     digits = [e for e in events if isinstance(e, CallDtmf)]

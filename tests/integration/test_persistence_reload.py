@@ -49,7 +49,8 @@ def test_kill_9_and_restart_keeps_bindings(tmp_path):
     try:
         assert wait_for(lambda: status(plan), 15)
         inf = write_users_csv(tmp_path / "users.csv", USERS, "example.com")
-        result = run_sipp("register_digest.xml", f"127.0.0.1:{sip_port}", rate=100, count=len(USERS), inf=inf)
+        result = run_sipp("register_digest.xml", f"127.0.0.1:{sip_port}", rate=100, count=len(USERS), inf=inf,
+                          auth_uri="example.com")
         assert result.successful == len(USERS), result.errors
         before = {(r["aor"], r["contact"]) for r in status(plan)["registrations"]}
         assert len(before) == len(USERS)

@@ -39,7 +39,7 @@ def test_sipp_registers_with_digest(switch, tmp_path, transport):
     proto = "udp" if transport == "u1" else "tcp"
     host, port = switch.address(proto)
     result = run_sipp("register_digest.xml", f"{host}:{port}", rate=50, count=len(USERS), inf=inf,
-                      transport=transport)
+                      transport=transport, auth_uri="example.com")
     assert result.successful == len(USERS) and result.failed == 0, result.errors
     regs = switch.status()["registrations"]
     assert {r["aor"] for r in regs} == {u for u, _ in USERS}
@@ -51,7 +51,7 @@ def test_sipp_wrong_password_is_refused(switch, tmp_path):
     need_tool("sipp")
     inf = write_users_csv(tmp_path / "bad.csv", [("1001", "wrong")], "example.com")
     host, port = switch.address("udp")
-    result = run_sipp("register_digest.xml", f"{host}:{port}", rate=10, count=1, inf=inf)
+    result = run_sipp("register_digest.xml", f"{host}:{port}", rate=10, count=1, inf=inf, auth_uri="example.com")
     assert result.successful == 0 and result.failed == 1
     assert "401" in result.errors  # the authenticated REGISTER got another challenge, not a 200
     assert switch.status()["registrations"] == []

@@ -1,5 +1,5 @@
 """RFC 4475 torture messages against a running switch: over UDP, over TCP whole, and over TCP
-one byte at a time. Each message gets the verdict of shared/sip-torture/VERDICTS.md; where the
+one byte at a time. Each message gets the verdict of tests/data/torture/VERDICTS.md; where the
 RFC allows a choice (the lenient group) the switch's choice is asserted and documented here."""
 
 from __future__ import annotations

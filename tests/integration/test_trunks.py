@@ -83,3 +83,25 @@ def test_failover_to_second_trunk(tmp_path):
         alice._ack(alice.last_invite, resp)
     dead.stop.set()
     good.kill()
+
+
+def test_a_trunk_that_goes_down_says_why(tmp_path, caplog):
+    """A silently "down" trunk turns every call to it into a 503: the reason is logged as a
+    WARNING and shown by `centralino status`; a trunk never qualified stays usable."""
+    import logging
+    import subprocess
+    import sys
+
+    extra = ("trunks:\n  gone: {host: no-such-host.invalid, qualify: 1}\n"
+             '  fresh: {host: "127.0.0.1:9", qualify: 0}\n')
+    with caplog.at_level(logging.WARNING, logger="centralino.trunks"), \
+            RunningSwitch(plan_text(tmp_path, extra, extensions=EXTS)) as sw:
+        trunk = wait_for(lambda: sw.status()["trunks"]["gone"]["reachable"] is False and sw.status()["trunks"]["gone"], 5)
+        assert "cannot reach no-such-host.invalid:5060" in trunk["last_error"]
+        assert any("trunk gone is DOWN: cannot reach no-such-host.invalid" in r.getMessage() for r in caplog.records)
+        fresh = sw.status()["trunks"]["fresh"]
+        assert fresh["reachable"] is None and fresh["host"].endswith("127.0.0.1:9")
+        assert sw.call(sw.switch.trunks.available, "fresh")
+        out = subprocess.run([sys.executable, "-m", "centralino", "status", "--api", sw.api],
+                             capture_output=True, text=True, timeout=30).stdout
+        assert "gone" in out and "DOWN" in out and "last error: cannot reach no-such-host.invalid" in out

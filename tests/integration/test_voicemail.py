@@ -174,7 +174,7 @@ def test_shared_box_capped_length_and_api_delete(sw):
     host, port = sw.address("udp")
     sipp_lamp = subprocess.Popen(
         [need_tool("sipp"), f"{host}:{port}", "-sf", str(DATA / "mwi_subscriber.xml"), "-s", "1003", "-au", "1003",
-         "-ap", "pw1003", "-m", "1", "-i", "127.0.0.1", "-p", "0", "-nostdin", "-timeout", "60s", "-timeout_error"],
+         "-ap", "pw1003", "-auth_uri", f"1003@{host}:{port}", "-m", "1", "-i", "127.0.0.1", "-p", "0", "-nostdin", "-timeout", "60s", "-timeout_error"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         assert lamp.subscribe().status == 200

@@ -86,3 +86,43 @@ def test_duplicate_key_is_an_error():
     with pytest.raises(PlanInvalid) as info:
         parse_plan_text("extensions:\n  '1001': {password: a}\n  '1001': {password: b}\n", "p.yaml")
     assert "p.yaml:3: extensions.1001: duplicate key" in str(info.value)
+
+
+@pytest.mark.parametrize(("host", "expected"), [
+    ('"127.0.0.1:5070"', ("127.0.0.1", 5070, "udp")),  # FreeSWITCH's proxy = host:port
+    ('"sip:127.0.0.1:5070;transport=tcp"', ("127.0.0.1", 5070, "tcp")),  # Asterisk's contact
+    ('"sips:203.0.113.7"', ("203.0.113.7", 5061, "tls")),
+    ('"[2001:db8::5]:5080"', ("2001:db8::5", 5080, "udp")),
+    ("203.0.113.7", ("203.0.113.7", 5060, "udp")),
+])
+def test_trunk_host_forms(host, expected):
+    plan = parse_plan_text(f"trunks:\n  t: {{host: {host}}}\n", "p.yaml").plan
+    t = plan.trunks["t"]
+    assert (t.host, t.port, t.transport) == expected
+
+
+@pytest.mark.parametrize(("trunk", "message"), [
+    ('{host: "127.0.0.1:5070", port: 5080}', "host says port 5070 but port: is 5080"),
+    ('{host: "sip:user@127.0.0.1"}', "has a user part"),
+    ('{host: "pbx example com"}', "not a host name"),
+    ('{host: "sip:127.0.0.1;transport=sctp"}', "not udp, tcp or tls"),
+])
+def test_bad_trunk_hosts_are_errors_with_their_line(trunk, message):
+    with pytest.raises(PlanInvalid) as info:
+        parse_plan_text(f"extensions: {{}}\ntrunks:\n  t: {trunk}\n", "p.yaml")
+    assert any(str(e).startswith("p.yaml:3: trunks.t") and message in str(e) for e in info.value.errors), info.value
+
+
+def test_check_rejects_a_trunk_host_that_does_not_resolve(tmp_path):
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("trunks:\n  provider:\n    host: no-such-host.invalid\n")
+    r = check(str(plan))
+    assert r.returncode == 1
+    assert r.stdout.startswith(f"{plan}:3: trunks.provider.host: cannot resolve 'no-such-host.invalid'"), r.stdout
+
+
+def test_check_names_unknown_dial_targets(tmp_path):
+    with pytest.raises(PlanInvalid) as info:
+        parse_plan_text('extensions: {"1001": {}}\nroutes:\n  - {match: {to: "9"}, action: {dial: "1001,1009"}}\n'
+                        '  - {match: {to: "8"}, action: {dial: "${to}"}}\n', "p.yaml")
+    assert [str(e) for e in info.value.errors] == ["p.yaml:3: routes[0].action.dial: unknown extension '1009'"]
