@@ -104,14 +104,19 @@ class MediaEngine:
         """Several commands in one frame, in order (each with its own reply)."""
         return {"results": [self.handle(c) for c in cmd["commands"]]}
 
-    def cmd_endpoint_update(self, cmd: dict[str, Any]) -> None:
+    def cmd_endpoint_update(self, cmd: dict[str, Any]) -> dict[str, Any]:
         ep = self.endpoints[cmd["endpoint"]]
+        reply: dict[str, Any] = {}
         if cmd.get("ip") and cmd.get("port"):
-            new = (cmd["ip"], int(cmd["port"]))
-            if ep.expected is not None and new != ep.expected:
-                ep.learned = ep.learned_rtcp = None  # the far end moved (re-INVITE): learn again
-            ep.expected = new
-            ep.expected_rtcp = (cmd["ip"], int(cmd.get("rtcp_port") or int(cmd["port"]) + 1))
+            # the far end moved (a re-INVITE, a transfer): learn the new party, never the old
+            previous = ep.repoint((cmd["ip"], int(cmd["port"])),
+                                  (cmd["ip"], int(cmd.get("rtcp_port") or int(cmd["port"]) + 1)),
+                                  cmd.get("latch_ip"))
+            if previous is not None:
+                self.totals["rx"] += previous["rx"]
+                self.totals["lost"] += previous["lost"]
+                self.totals["dropped_source"] += previous["dropped_source"]
+                reply["previous"] = previous
         if cmd.get("dtmf_pts"):  # every telephone-event payload type of the SDP → its clock rate
             ep.dtmf_pts = {int(pt): int(rate) for pt, rate in dict(cmd["dtmf_pts"]).items()}
         if cmd.get("dtmf_pt") is not None:
@@ -136,6 +141,7 @@ class MediaEngine:
         ep.clocks = {pt: (info.clock if (info := codec_named(name)) else 8000) for pt, name in ep.decodable.items()}
         ep.clocks.update(ep.dtmf_pts)
         self._rewire(ep)
+        return reply
 
     def cmd_bridge(self, cmd: dict[str, Any]) -> None:
         a, b = self.endpoints[cmd["a"]], self.endpoints[cmd["b"]]

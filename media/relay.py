@@ -1,9 +1,13 @@
 """RTP/RTCP endpoints on UDP port pairs and the relay between bridged pairs (the hot path).
 
-Symmetric RTP: an endpoint latches on to the address of the first packet it receives and from
-then on drops (and counts) packets from anywhere else. Each packet is relayed out of the bridged
-endpoint's own socket, to that side's learned address (or the one its SDP declared).
-An RTP inactivity timer per endpoint is re-armed lazily on expiry, never polled.
+Symmetric RTP: an endpoint latches on to the address of the first acceptable packet and from
+then on drops (and counts) packets from anywhere else. Acceptable is the address the side's SDP
+declared, or another port of the host the control process names (``latch_ip``: the SDP's host,
+or the signalling source of a phone behind NAT whose SDP address is private) — never an address
+of the party the side had before a re-point (a transferor still sending until it has processed
+its BYE). Each packet is relayed out of the bridged endpoint's own socket, to that side's
+learned address (or the one its SDP declared). An RTP inactivity timer per endpoint is re-armed
+lazily on expiry, never polled.
 """
 
 from __future__ import annotations
@@ -92,6 +96,8 @@ class Endpoint:
         self.expected_rtcp: Address | None = None
         self.learned: Address | None = None
         self.learned_rtcp: Address | None = None
+        self.latch_ip: str | None = None  # a first packet from this host may latch (any port)
+        self.former: set[Address] = set()  # addresses of the side's previous parties: never latched
         self.stats = ReceiveStats()
         self.dtmf_pt: int | None = None  # the telephone-event payload type we send this side
         self.dtmf_pts: dict[int, int] = {}  # telephone-event payload types we accept → clock rate
@@ -131,6 +137,9 @@ class Endpoint:
     def on_rtp(self, data: bytes, addr: tuple) -> None:
         learned = self.learned
         if learned is None:
+            if not self.may_latch(addr):
+                self.dropped_source += 1
+                return
             self.learned = learned = (addr[0], addr[1])
             log.debug("endpoint %s learned %s:%d", self.id, addr[0], addr[1])
         elif addr[0] != learned[0] or addr[1] != learned[1]:
@@ -158,12 +167,43 @@ class Endpoint:
                 peer.rtp.sendto(data, dest)
                 peer.tx += 1
 
+    def may_latch(self, addr: tuple) -> bool:
+        """Whether a first packet from ``addr`` is this side's party (see the module doc)."""
+        source = (addr[0], addr[1])
+        if self.former and source in self.former:
+            return False
+        expected = self.expected
+        if expected is None or source == expected:
+            return True
+        return addr[0] == (self.latch_ip or expected[0])
+
+    def repoint(self, expected: Address, rtcp: Address, latch_ip: str | None) -> dict[str, Any] | None:
+        """The side's SDP now names another address (a transfer target, a re-INVITE): latch
+        anew, but never on the party before it; returns that party's counters, which are reset
+        so that each party (each CDR leg) counts only its own packets."""
+        previous = None
+        if self.expected is not None and expected != self.expected:
+            self.former.update(a for a in (self.learned, self.expected, self.learned_rtcp) if a is not None)
+            if len(self.former) > 16:  # many moves: keep the latest parties only
+                self.former = set(list(self.former)[-16:])
+            previous = {"rx": self.rx, "lost": self.stats.lost, "jitter_ms": round(self.stats.jitter_ms, 2),
+                        "expected": self.stats.expected, "dropped_source": self.dropped_source}
+            self.learned = self.learned_rtcp = None
+            self.rx = 0
+            self.dropped_source = 0
+            self.stats = ReceiveStats()
+            self.former.discard(expected)
+        self.expected, self.expected_rtcp = expected, rtcp
+        if latch_ip is not None:
+            self.latch_ip = latch_ip
+        return previous
+
     def on_rtcp(self, data: bytes, addr: tuple) -> None:
         learned = self.learned_rtcp
         if learned is None:
             # RTCP must come from the same host as the learned RTP (or the SDP's), any port
             host = self.learned[0] if self.learned else (self.expected[0] if self.expected else addr[0])
-            if addr[0] != host:
+            if addr[0] != host or (self.former and (addr[0], addr[1]) in self.former):
                 self.dropped_source += 1
                 return
             self.learned_rtcp = learned = (addr[0], addr[1])

@@ -342,7 +342,7 @@ class Phone(SipClient):
                 offer = msg.body.decode()
                 mirror = {"sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}
                 direction = next((d for d in mirror if f"a={d}" in offer), None)
-                answer = SDP_OFFER.format(port=40002)
+                answer = self.sdp or SDP_OFFER.format(port=40002)  # a phone keeps its own media address
                 if direction:
                     answer = answer.replace("a=sendrecv", f"a={mirror[direction]}")
                 self._reply(msg, 200, answer.encode())

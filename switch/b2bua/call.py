@@ -106,6 +106,7 @@ class Fork:
     refer: Any = None  # the transferor's REFER, for its NOTIFYs
     attempt: Any = None  # connect.RingAttempt when an application rings an extension
     side: str = "b"  # the endpoint it talks to ("a": the second leg of a call the switch placed)
+    rtp: dict[str, Any] | None = None  # its party's packet counters once the endpoint moved on (transfer)
 
     # the transaction layer reports here
     def on_response(self, txn: Any, response: Any) -> None:
@@ -215,6 +216,7 @@ class Call:
                              rtp_lost=a.get("lost"), rtp_jitter_ms=a.get("jitter_ms"), **common))
         for f in self.forks:
             fork_status = f.status or (200 if f.answered_at else 487)
+            leg = f.rtp if f.rtp is not None else (b if f is self.answered else {})
             out.append(CdrRecord(
                 self.id, "b", f.started, end, leg_call_id=f.request.call_id, answer=f.answered_at,
                 ring_seconds=round((f.answered_at or end) - f.started, 3),
@@ -222,8 +224,7 @@ class Call:
                 caller=self.caller, called=self.called, source=source, did=self.did,
                 destination=f.destination, disposition=disposition_for(fork_status) if f is not self.answered else "ANSWERED",
                 sip_status=fork_status, q850_cause=q850_for(fork_status) if fork_status >= 300 else NORMAL_CLEARING,
-                hangup_by=self.hangup_by, rtp_rx=b.get("rx") if f is self.answered else None,
-                rtp_lost=b.get("lost") if f is self.answered else None,
-                rtp_jitter_ms=b.get("jitter_ms") if f is self.answered else None,
+                hangup_by=self.hangup_by, rtp_rx=leg.get("rx"), rtp_lost=leg.get("lost"),
+                rtp_jitter_ms=leg.get("jitter_ms"),
             ))
         return out

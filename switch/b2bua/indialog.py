@@ -4,12 +4,14 @@ other leg (hold, unhold, codec changes, DTMF), and RFC 4028 session timers."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from typing import Any
 
 from ..core import IncomingRequest
 from ..sip.errors import RemoteProtocolError
 from ..sip.message import Response
+from ..transport.base import Flow
 from .call import Call, CallState, Fork, SessionTimer
 from .events import CallDtmf, CallUpdated
 from .sdp_anchor import anchor, answer_with
@@ -122,17 +124,22 @@ class InDialogMixin:
         return self.core.make_response(inc, 200, headers=[("Contact", self.core.contact_for(call.a_flow)),
                                                           ("Content-Type", "application/sdp")], body=body)
 
-    async def _point(self, call: Call, side: str, target: Any, chosen: Any = None) -> None:
+    async def _point(self, call: Call, side: str, target: Any, chosen: Any = None, *,
+                     signalling: Flow | None = None) -> dict[str, Any]:
         """Send ``side``'s endpoint's audio to where that side's SDP now says; ``chosen`` (a
-        sdp_anchor.Chosen) sets the codec that side speaks."""
+        sdp_anchor.Chosen) sets the codec that side speaks. The worker's reply carries, under
+        ``previous``, the counters of the party the side had before when it moved."""
         media = call.media  # the call may end (and drop its media) while we await the worker
-        update = self._point_command(call, side, target, chosen)
+        update = self._point_command(call, side, target, chosen, signalling=signalling)
         if media is not None and update is not None:
-            await media.worker.request(update)
+            return dict(await media.worker.request(update))
+        return {}
 
-    def _point_command(self, call: Call, side: str, target: Any, chosen: Any = None) -> dict[str, Any] | None:
+    def _point_command(self, call: Call, side: str, target: Any, chosen: Any = None, *,
+                       signalling: Flow | None = None) -> dict[str, Any] | None:
         """The worker command of ``_point`` (None when there is nothing to change), to send on
-        its own or in a batch with others."""
+        its own or in a batch with others. ``signalling``: the flow of the side's dialog (default:
+        the caller's for ``a``, the answered leg's for ``b``), for NAT-aware latching."""
         media = call.media
         if media is None or (target is None and chosen is None):
             return None
@@ -146,10 +153,18 @@ class InDialogMixin:
             # a side that offers no telephone-event sends its keys as tones: listen for them
             inband = target.dtmf_pt is None and self.plan_of().server.rtp.inband_dtmf
             update.update(ip=target.ip, port=target.port, rtcp_port=target.rtcp_port,
-                          dtmf_pts=dict(target.dtmf_rates), inband_dtmf=inband)
+                          dtmf_pts=dict(target.dtmf_rates), inband_dtmf=inband,
+                          latch_ip=latch_host(target.ip, self._side_flow(call, side, signalling)))
             if "dtmf_pt" not in update:
                 update["dtmf_pt"] = target.dtmf_pt
         return update
+
+    def _side_flow(self, call: Call, side: str, given: Flow | None) -> Flow | None:
+        if given is not None:
+            return given
+        if side == "a":
+            return call.inc.flow if call.inc is not None else (call.partner.flow if call.partner else None)
+        return call.answered.flow if call.answered is not None else None
 
     # -- session timers (RFC 4028) ---------------------------------------------------------------
     def _caller_session_timer(self, call: Call) -> list[tuple[str, str]]:
@@ -201,6 +216,22 @@ class InDialogMixin:
             return
         self._arm_timer(call, fork)
 
+
+
+def latch_host(sdp_ip: str, signalling: Flow | None) -> str:
+    """Which host's packets may latch a side: its SDP's, unless that address cannot be where
+    the packets come from — a private address while the phone signals from a public one (it is
+    behind NAT): then the host its dialog's requests come from."""
+    if signalling is None:
+        return sdp_ip
+    source = signalling.remote[0]
+    try:
+        sdp_addr, source_addr = ipaddress.ip_address(sdp_ip), ipaddress.ip_address(source)
+    except ValueError:
+        return sdp_ip
+    if sdp_addr != source_addr and (sdp_addr.is_private or sdp_addr.is_unspecified) and not source_addr.is_private:
+        return source
+    return sdp_ip
 
 
 def dtmf_from_info(req: Any) -> tuple[str, int] | None:

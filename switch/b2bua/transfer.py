@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from ..core import IncomingRequest
 from ..router import CallContext, Router
@@ -98,7 +99,9 @@ class TransferMixin:
         ack = target.dialog.create_request("ACK", self.core.via_for(target.flow))
         ack.set_header("CSeq", f"{reinvite.cseq.seq} ACK")
         self.core.send_stateless(ack, target.flow)
-        await self._point(call, "b", audio_target_of(resp.body) if resp.body else None)
+        moved = await self._point(call, "b", audio_target_of(resp.body) if resp.body else None,
+                                  signalling=target.flow)
+        transferor.rtp = moved.get("previous") or transferor.rtp
         # 2. move the target's leg into this call; the other call ends without touching it
         other.forks.remove(target)
         other.answered = None
@@ -137,6 +140,13 @@ class TransferMixin:
             call.held = False
             await call.media.worker.request({"cmd": "timeout", "seconds": self.rtp_timeout,
                                              "endpoints": [call.media.a["endpoint"], call.media.b["endpoint"]]})
+
+    async def _repoint_to(self, call: Call, transferor: Fork, new: Fork, target: Any) -> None:
+        """The callee-facing endpoint now talks to the transfer target; the transferor's leg
+        keeps the packet counts of its own party (its CDR row)."""
+        moved = await self._point(call, "b", target, signalling=new.flow)
+        if moved.get("previous"):
+            transferor.rtp = moved["previous"]
 
     async def on_notify(self, inc: IncomingRequest) -> Response:
         # NOTIFYs of subscriptions we did not make (e.g. a phone's unsolicited MWI) are refused
@@ -190,8 +200,7 @@ class TransferMixin:
         call.answered = new
         call.destination = new.destination
         if resp.body and call.media is not None:
-            target = audio_target_of(resp.body)
-            self.core.spawn(self._point(call, "b", target))
+            self.core.spawn(self._repoint_to(call, transferor, new, audio_target_of(resp.body)))
         self._notify(transferor, "SIP/2.0 200 OK", terminated=True)
         transferor.state = ForkState.DONE
         if transferor.dialog is not None:

@@ -381,3 +381,24 @@ def test_header_extensions_and_padding_are_not_read_as_payload(tmp_path):
     # a clean sine has amplitude / rms = sqrt(2); 8 bytes of header read as audio in every
     # 20 ms frame (what happened before) add broadband noise and pull it well below
     assert level_at(voiced, 1000) / rms(voiced) > 1.35, level_at(voiced, 1000) / rms(voiced)
+
+
+@pytest.mark.parametrize(("codec", "pt"), [("opus", 111), ("G722", 9), ("PCMU", 0)])
+def test_jitter_is_reported_at_the_codecs_clock(codec, pt):
+    """An Opus stream (48 kHz timestamps) or a G.722 one (8 kHz timestamps, RFC 3551) paced at
+    50 packets/s on loopback has well under a millisecond of jitter; with a fixed 8 kHz clock
+    every Opus call reported ~100 ms in its CDR."""
+    phone = RtpPhone(codec, pt=pt)
+
+    async def scenario(w, events):
+        ep = await attach(w, phone, "jit")
+        phone.send(sine(440, 1.5), ("127.0.0.1", ep["port"]), block=False)
+        await asyncio.sleep(1.8)
+        return await w.request({"cmd": "endpoint.stats", "endpoint": ep["endpoint"]})
+
+    try:
+        stats = run(scenario)
+    finally:
+        phone.close()
+    assert stats["rx"] >= 70 and stats["lost"] == 0
+    assert stats["jitter_ms"] < 5.0, stats

@@ -1,0 +1,189 @@
+"""Transfers with a transferor that keeps talking: a real phone goes on sending RTP until it has
+processed the BYE (here 100-300 ms after it), as the independent softphone in the report did.
+Before, the re-point cleared the endpoint's learned source and the next packet from *anyone*
+was latched — the transferor's — so the caller's audio went to the old agent and the target
+heard nothing, about half the time. Each side's audio is checked by decoding what arrived."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+import numpy as np
+import pytest
+from audio import RtpPhone, dominant, sine
+from centralino.media.codecs import make_encoder
+from centralino.media.rtp import RtpPacket
+from centralino.switch.sip.sdp import parse_sdp
+from helpers import (
+    Caller,
+    Phone,
+    RunningSwitch,
+    db_rows,
+    media_port,
+    plan_text,
+    refer,
+    sdp_for,
+    wait_for,
+)
+
+ROUTES = 'routes:\n  - {match: {to: "^100\\\\d$"}, action: {dial: "${to}", timeout: 10}}\n'
+EXTS = "extensions:\n" + "".join(f'  "{n}": {{password: "pw{n}"}}\n' for n in (1001, 1002, 1003, 1004))
+ALICE_HZ, BOB_HZ, CAROL_HZ = 1000, 600, 1500
+
+
+class Talker:
+    """An RtpPhone that keeps sending a tone (20 ms packets) until told to stop."""
+
+    def __init__(self, hz: int) -> None:
+        self.phone = RtpPhone("PCMU")
+        self.hz = hz
+        self.to: tuple[str, int] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.sent = 0
+
+    def start(self, to: tuple[str, int]) -> Talker:
+        self.to = to
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        enc, tone = make_encoder("PCMU"), sine(self.hz, 1.0)
+        start, n = time.monotonic(), 0
+        while not self._stop.is_set():
+            frame = tone[(n % 50) * 160:(n % 50) * 160 + 160]
+            pkt = RtpPacket(0, n & 0xFFFF, (n * 160) & 0xFFFFFFFF, 0x1000 + self.hz, enc.encode(frame))
+            assert self.to is not None
+            self.phone.sock.sendto(pkt.serialize(), self.to)
+            n += 1
+            self.sent = n
+            time.sleep(max(0.0, start + n * 0.02 - time.monotonic()))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+
+    def heard(self, since: float) -> np.ndarray:
+        """What arrived during the last ``since`` seconds (arrival order), decoded."""
+        audio = self.phone.audio()
+        return audio[-int(8000 * since):]
+
+    def close(self) -> None:
+        self.stop()
+        self.phone.close()
+
+
+@pytest.fixture(scope="module")
+def sw(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("transfer")
+    text = plan_text(tmp, ROUTES, extensions=EXTS)
+    text = text.replace("  security:", '  rtp: {ports: "32000-32999", workers: 1}\n  security:')
+    with RunningSwitch(text) as s:
+        s.tmp = tmp
+        yield s
+
+
+def phone_for(sw, ext: str, talker: Talker) -> Phone:
+    p = Phone(sw.address("udp"), ext, f"pw{ext}")
+    p.sdp = sdp_for(talker.phone.address[1], "0")
+    return p.start()
+
+
+def keeps_talking_after_bye(phone: Phone, talker: Talker, delay: float) -> threading.Thread:
+    """The transferor's phone: it stops its audio ``delay`` seconds after it got the BYE."""
+    def run() -> None:
+        wait_for(lambda: any(m.method == "BYE" for m in phone.received), 10)
+        time.sleep(delay)
+        talker.stop()
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def check_after_transfer(alice: Talker, carol: Talker) -> None:
+    time.sleep(1.2)  # well past the transferor's last packet
+    to_alice, to_carol = alice.heard(0.8), carol.heard(0.8)
+    assert len(to_carol) >= 0.6 * 8000, "the transfer target receives audio"
+    assert abs(dominant(to_carol) - ALICE_HZ) < 20, f"the target hears the caller, not {dominant(to_carol):.0f} Hz"
+    assert abs(dominant(to_alice) - CAROL_HZ) < 20, f"the caller hears the target, not {dominant(to_alice):.0f} Hz"
+
+
+@pytest.mark.parametrize("attempt", range(10))
+def test_blind_transfer_while_the_transferor_keeps_sending(sw, attempt):
+    rng = random.Random(attempt)
+    a, b, c = Talker(ALICE_HZ), Talker(BOB_HZ), Talker(CAROL_HZ)
+    bob, carol = phone_for(sw, "1002", b), phone_for(sw, "1004", c)
+    alice = Caller(sw.address("udp"), "1001", "pw1001")
+    alice.sdp = sdp_for(a.phone.address[1], "0")
+    try:
+        resp = alice.call("1002")
+        assert resp is not None and resp.status == 200
+        alice._ack(alice.last_invite, resp)
+        a.start(("127.0.0.1", media_port(resp)))
+        b.start(("127.0.0.1", parse_sdp(bob.invite.body).media[0].port))
+        time.sleep(0.5)
+        assert abs(dominant(a.heard(0.3)) - BOB_HZ) < 20  # talking to Bob first
+        stopper = keeps_talking_after_bye(bob, b, rng.uniform(0.1, 0.3))
+        refer(bob, "1004")
+        assert wait_for(lambda: carol.invite is not None, 5)
+        c.start(("127.0.0.1", parse_sdp(carol.invite.body).media[0].port))
+        stopper.join(5)
+        check_after_transfer(a, c)
+        sent_by_bob_after = b.sent
+        assert alice.hang_up(resp, 10).status == 200
+        def legs() -> list[dict]:
+            return db_rows(sw, "SELECT * FROM cdr WHERE leg = 'b' AND call_id = ? AND answer IS NOT NULL ORDER BY start",
+                           (alice.call_id,))  # phones of earlier attempts are still registered: their legs ring unanswered
+        assert wait_for(lambda: len(legs()) == 2, 5), legs()
+        to_bob, to_carol = legs()
+        assert to_bob["destination"] == "extension:1002" and to_carol["destination"] == "extension:1004"
+        # each leg counts its own party's packets: Carol's leg none of Bob's late ones
+        assert to_carol["rtp_rx"] is not None and to_carol["rtp_rx"] <= c.sent
+        assert to_bob["rtp_rx"] is not None and 0 < to_bob["rtp_rx"] <= sent_by_bob_after
+    finally:
+        for t in (a, b, c):
+            t.close()
+        bob.stop()
+        carol.stop()
+        alice.close()
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_attended_transfer_while_the_transferor_keeps_sending(sw, attempt):
+    """Bob talks to Alice (call 1) and Carol (call 2, from his second line), then joins them
+    (REFER with Replaces); both of Bob's lines keep sending after their BYEs."""
+    rng = random.Random(100 + attempt)
+    a, b1, b2, c = Talker(ALICE_HZ), Talker(BOB_HZ), Talker(BOB_HZ + 100), Talker(CAROL_HZ)
+    bob, carol = phone_for(sw, "1002", b1), phone_for(sw, "1004", c)
+    alice = Caller(sw.address("udp"), "1001", "pw1001")
+    alice.sdp = sdp_for(a.phone.address[1], "0")
+    bob2 = Caller(sw.address("udp"), "1002", "pw1002")
+    bob2.sdp = sdp_for(b2.phone.address[1], "0")
+    try:
+        r1 = alice.call("1002")
+        alice._ack(alice.last_invite, r1)
+        a.start(("127.0.0.1", media_port(r1)))
+        b1.start(("127.0.0.1", parse_sdp(bob.invite.body).media[0].port))
+        r2 = bob2.call("1004")
+        bob2._ack(bob2.last_invite, r2)
+        b2.start(("127.0.0.1", media_port(r2)))
+        c.start(("127.0.0.1", parse_sdp(carol.invite.body).media[0].port))
+        time.sleep(0.5)
+        stopper = keeps_talking_after_bye(bob, b1, rng.uniform(0.1, 0.3))
+        refer(bob, "1004", replaces=f"{bob2.call_id};to-tag={r2.to.tag};from-tag={bob2.tag}")
+        reinvite = wait_for(lambda: [m for m in carol.received if m.method == "INVITE" and m.to.tag], 5)
+        assert reinvite
+        # Carol's phone follows the re-INVITE: it now sends to call 1's callee-facing endpoint
+        c.to = ("127.0.0.1", parse_sdp(reinvite[-1].body).media[0].port)
+        threading.Timer(rng.uniform(0.1, 0.3), b2.stop).start()  # Bob's second line, too
+        stopper.join(5)
+        check_after_transfer(a, c)
+    finally:
+        for t in (a, b1, b2, c):
+            t.close()
+        bob.stop()
+        carol.stop()
+        alice.close()
+        bob2.close()
