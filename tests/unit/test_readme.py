@@ -47,3 +47,18 @@ def test_links_stay_inside_the_repository(doc):
         assert (doc.parent / target).exists(), f"{doc.name} links to {target}, which is not in the repository"
     for path in re.findall(r"`((?:[a-z_]+/)+[\w.-]+\.(?:py|md|xml|yaml|png|csv))`", text):
         assert (ROOT / path).exists(), f"{doc.name} names {path}, which is not in the repository"
+
+
+def test_the_repository_carries_no_call_data():
+    """Recordings and databases of test or demo runs never land in git (41 WAVs once did)."""
+    import subprocess
+
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    if not tracked:
+        pytest.skip("not a git checkout")
+    call_data = [f for f in tracked if f.startswith(("recordings/", "voicemail/")) or
+                 f.endswith((".db", ".db-wal", ".db-shm")) or
+                 (f.endswith(".wav") and not f.startswith(("media/prompts/", "tests/data/")))]
+    assert not call_data, call_data
+    ignored = (ROOT / ".gitignore").read_text()
+    assert "/recordings/" in ignored and "/centralino.db*" in ignored
