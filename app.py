@@ -22,10 +22,13 @@ from .acd.supervision import Supervision
 from .api.server import ApiServer
 from .config.loader import LoadedPlan, PlanInvalid, load_plan
 from .config.schema import Plan, mailbox_for
+from .events import EventBus
 from .ivr.engine import IvrService
 from .ivr.voicemail import VoicemailService
 from .media.worker import MediaPool
 from .storage.database import Database, storage_path
+from .storage.overrides import load_overrides, save_override
+from .storage.subscribers import Persistence
 from .switch.authentication import Authenticator
 from .switch.b2bua.engine import B2BUA
 from .switch.core import IncomingRequest, SipCore
@@ -33,7 +36,7 @@ from .switch.location import LocationService
 from .switch.mwi import MwiNotifier
 from .switch.qualify import Qualifier
 from .switch.registrar import Registrar
-from .switch.security import SecurityEvent, SecurityGuard
+from .switch.security import SecurityGuard
 from .switch.sip.message import Response
 from .switch.transport.base import Flow
 from .switch.transport.manager import (
@@ -91,8 +94,10 @@ class Switch:
         secret = await self._meta_secret("nonce-secret")
         await self._resolve_passwords()
 
+        self.bus = EventBus()
+        self.persistence = Persistence(self.db, self.bus)
         sec = plan.server.security
-        self.security = SecurityGuard(sec, on_event=self._record_security_event)
+        self.security = SecurityGuard(sec, on_event=self.bus.publish)
         self.security.protected = self._holds_live_session
         self.security.trust([n for t in plan.trunks.values() for n in t.allow_from])
         sip = plan.server.sip
@@ -119,17 +124,19 @@ class Switch:
         self.rtp_bind = rtp.address if rtp.address != "auto" else sip.listen_addresses[0].host
         workers = rtp.workers if rtp.workers != "auto" else max(1, (os.cpu_count() or 2) - 1)
         self.media = MediaPool(self.rtp_bind, rtp.port_range, workers, self._media_event)
-        self.trunks = TrunkManager(self.core, lambda: self.plan)
+        self.trunks = TrunkManager(self.core, lambda: self.plan, self.bus)
+        self.location.bus = self.bus
+        self.overrides = await load_overrides(self.db, set(plan.schedules))
         self.b2bua = B2BUA(
-            self.core, lambda: self.plan, self.location, self.auth, self.media, self.db,
+            self.core, lambda: self.plan, self.location, self.auth, self.media, self.bus,
             self._trunk_of, self._media_ip, rtp_timeout=rtp.timeout, trunks=self.trunks,
+            overrides=self.overrides,
         )
-        self.ivr = IvrService(self.b2bua, lambda: self.plan)
-        self.acd = AcdService(self.b2bua, lambda: self.plan, self.db, self.location)
+        self.ivr = IvrService(self.b2bua, lambda: self.plan, self.overrides)
+        self.acd = AcdService(self.b2bua, lambda: self.plan, self.db, self.bus)
         self.supervision = Supervision(self.b2bua, lambda: self.plan)
         self.mwi = MwiNotifier(self.core, self.auth, lambda: self.plan, lambda ext: self.voicemail.counts_for(ext))
-        self.voicemail = VoicemailService(self.b2bua, lambda: self.plan, self.db, self.mwi)
-        await self._restore_schedule_overrides()
+        self.voicemail = VoicemailService(self.b2bua, lambda: self.plan, self.db, self.mwi, self.bus)
         await self.acd.restore_agents()
         try:
             # Bind first, so that a busy port is a plain error rather than a task-group failure.
@@ -147,6 +154,7 @@ class Switch:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 self.core.set_task_group(tg.create_task)
+                self.bus.set_spawn(self.core.spawn)
                 self._install_signals()
                 tg.create_task(self.location.run_expiry(time.time), name="expiry")
                 self.qualifier = Qualifier(self.core, self.location, plan.server.registrar.qualify_interval)
@@ -233,15 +241,6 @@ class Switch:
         """An address with a live registration or an answered call: unauthenticated traffic
         (which UDP lets anyone forge) never gets it banned."""
         return self.location.holds_source(ip, time.time()) or self.b2bua.has_call_from(ip)
-
-    def _record_security_event(self, event: SecurityEvent) -> None:
-        if self.db is None or self._tg is None or event.kind == "auth-failure":
-            return
-        assert self.core is not None
-        self.core.spawn(self.db.write([(
-            "INSERT INTO security_events (at, source, kind, detail) VALUES (?, ?, ?, ?)",
-            (event.at, event.source, event.kind, event.detail),
-        )]))
 
     # -- request handlers owned by the app until the B2BUA exists --------------------------------
     async def _options(self, inc: IncomingRequest) -> Response:
@@ -410,36 +409,16 @@ class Switch:
 
     async def _force_schedule(self, name: str, mode: str) -> None:
         """A day/night override survives restarts: kept in the database's meta table."""
-        assert self.b2bua is not None and self.db is not None
-        forced = self.b2bua.schedules_forced
-        key = f"schedule:{name}"
-        if mode == "auto":
-            forced.pop(name, None)
-            await self.db.write([("DELETE FROM meta WHERE key = ?", (key,))])
-        else:
-            forced[name] = mode == "open"
-            await self.db.write([("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, mode))])
+        assert self.db is not None
+        await save_override(self.db, name, self.overrides.set(name, mode))
         log.info("schedule %s: %s", name, mode)
 
-    async def _restore_schedule_overrides(self) -> None:
-        assert self.b2bua is not None and self.db is not None
-        rows = await self.db.fetchall("SELECT key, value FROM meta WHERE key LIKE 'schedule:%'")
-        for row in rows:
-            name = row["key"].split(":", 1)[1]
-            if name in self.plan.schedules:
-                self.b2bua.schedules_forced[name] = row["value"] == "open"
-
     def schedule_states(self) -> dict[str, Any]:
-        from .ivr.schedules import schedule_open
-
-        assert self.b2bua is not None
         now = datetime.now().astimezone()
-        forced = self.b2bua.schedules_forced
         out = {}
         for name in self.plan.schedules:
-            opened, why = schedule_open(self.plan.schedules, name, now, forced)
-            mode = "auto" if name not in forced else ("open" if forced[name] else "closed")
-            out[name] = {"open": opened, "mode": mode, "why": why}
+            opened, why = self.overrides.state(self.plan.schedules, name, now)
+            out[name] = {"open": opened, "mode": self.overrides.mode(name).value, "why": why}
         return {"schedules": out}
 
     def status(self) -> dict[str, Any]:

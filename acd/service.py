@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config.schema import Action, Plan, Queue
+from ..events import EventBus, QueueLogRow, queue_event
 from ..ivr.engine import CallPort, number_prompts, read_digits
-from ..storage.queue_log import QueueEvent, insert_statements
+from ..storage.database import Database
 from ..switch.b2bua.call import Call, CallState
-from ..switch.b2bua.media_ops import RINGBACK
+from ..switch.b2bua.control import RINGBACK, CallControl
 from .distributor import Distributor, QueueRejected
 from .models import Agent, AgentState, Caller, Offer
 from .stats import summarize
@@ -39,17 +40,17 @@ class Waiting:
 
 
 class AcdService:
-    def __init__(self, b2bua: Any, plan_of: Callable[[], Plan], db: Any, location: Any) -> None:
-        self.b2bua = b2bua
+    def __init__(self, control: CallControl, plan_of: Callable[[], Plan], db: Database | None, bus: EventBus) -> None:
+        self.control = control
         self.plan_of = plan_of
-        self.db = db
-        self.location = location
+        self.db = db  # read at start: agents' last states from the queue log
+        self.bus = bus  # every queue-log row is published (storage persists it)
         self.waiting: dict[str, Waiting] = {}  # call id → session
-        self.events: list[QueueEvent] = []  # since start, for the real-time view
+        self.events: list[QueueLogRow] = []  # since start, for the real-time view
         self._timer: asyncio.TimerHandle | None = None
         self._aht: dict[str, float] = {}  # queue → moving average handling time (wait estimates)
         self.distributor = self._build(plan_of())
-        b2bua.applications["queue"] = self.queue_app
+        control.register_application("queue", self.queue_app)
         self.install_features()
 
     # -- plan ------------------------------------------------------------------------------------------
@@ -82,6 +83,8 @@ class AcdService:
     async def restore_agents(self) -> None:
         """Logins and pauses survive a restart: each agent's last AGENT row in the queue log
         (a call in progress died with the old process, so ringing/on-call/wrap-up is available)."""
+        if self.db is None:
+            return
         rows = await self.db.fetchall(
             "SELECT agent, state, reason FROM queue_log WHERE id IN"
             " (SELECT MAX(id) FROM queue_log WHERE event = 'AGENT' GROUP BY agent)")
@@ -108,15 +111,14 @@ class AcdService:
 
     def install_features(self) -> None:
         codes = self.plan_of().server.features
-        features = self.b2bua.features
         for attr, handler in (("agent_login", self._login_code), ("agent_logout", self._logout_code),
                               ("agent_pause", self._pause_code), ("agent_unpause", self._unpause_code)):
-            features.pop(getattr(codes, attr, ""), None)
+            self.control.unregister_feature(handler)
             if getattr(codes, attr):
-                features[getattr(codes, attr)] = handler
+                self.control.register_feature(getattr(codes, attr), handler)
 
     def _reachable(self, ext: str) -> bool:
-        return bool(self.location.lookup(ext, time.time()))
+        return self.control.is_registered(ext)
 
     # -- the queue application -----------------------------------------------------------------------
     async def queue_app(self, call: Call, action: Action) -> None:
@@ -125,7 +127,7 @@ class AcdService:
         rules = plan.queues[name]
         if call.state is not CallState.ANSWERED:
             call.record = call.record or rules.record
-            await self.b2bua.answer_locally(call, destination=f"queue:{name}")
+            await self.control.answer_locally(call, destination=f"queue:{name}")
         elif rules.record and call.recording_id is None:
             call.record = True  # recorded from the agent's answer (see B2BUA.bridge)
         if call.state is not CallState.ANSWERED:
@@ -138,11 +140,11 @@ class AcdService:
         try:
             position = self.distributor.enqueue(caller, now)
         except QueueRejected as exc:
-            self._log(QueueEvent(now, exc.reason.upper(), call.id, name, caller=call.caller, did=call.did))
+            self._log(QueueLogRow(now, exc.reason.upper(), call.id, name, caller=call.caller, did=call.did))
             log.info("call %s: queue %s is %s", call.id, name, exc.reason)
             await self._leave(call, rules.overflow or rules.timeout)
             return
-        self._log(QueueEvent(now, "ENTER", call.id, name, caller=call.caller, did=call.did, position=position))
+        self._log(QueueLogRow(now, "ENTER", call.id, name, caller=call.caller, did=call.did, position=position))
         log.info("call %s entered queue %s at position %d", call.id, name, position)
         session = Waiting(call, caller)
         self.waiting[call.id] = session
@@ -175,7 +177,7 @@ class AcdService:
             if isinstance(signal, str) and session.callback is not None:
                 continue  # a callback request keeps its place until an agent takes it
             if isinstance(signal, str):  # timeout or empty
-                self._log(QueueEvent(now, signal.upper(), call.id, name, caller=caller.caller, did=caller.did,
+                self._log(QueueLogRow(now, signal.upper(), call.id, name, caller=caller.caller, did=caller.did,
                                      position=caller.entry_position, wait=round(now - caller.entered, 3)))
                 await self._leave(call, rules.timeout if signal == "timeout" else (rules.overflow or rules.timeout))
                 return
@@ -210,7 +212,7 @@ class AcdService:
             return await self._offer_callback(session, offer, rules)
         call, caller = session.call, session.caller
         rung = self._ringing(caller, offer)
-        result = await self.b2bua.ring(call, list(offer.agents), rules.ring_timeout)
+        result = await self.control.ring(call, list(offer.agents), rules.ring_timeout)
         now = time.time()
         if call.state is CallState.ENDED:  # the caller hung up while agents rang: not their miss
             self._abandoned(caller, now)
@@ -235,32 +237,32 @@ class AcdService:
         caller = session.caller
         assert session.callback is not None and rules.callback is not None
         origin = session.call
-        call = await self.b2bua.originate(caller=session.callback, source=origin.source, did=caller.did,
+        call = await self.control.originate(caller=session.callback, source=origin.source, did=caller.did,
                                           destination=f"callback:{caller.queue}")
         call.record = rules.record
         rung = self._ringing(caller, offer)
-        result = await self.b2bua.ring(call, list(offer.agents), rules.ring_timeout)
+        result = await self.control.ring(call, list(offer.agents), rules.ring_timeout)
         now = time.time()
         if isinstance(result, int):
-            await self.b2bua.hangup(call, by="switch")
+            await self.control.hangup(call, by="switch")
             self._missed(caller, offer, result, rules, now)
             return False
         ext = result.destination.removeprefix("extension:")
         self.distributor.answered(caller, ext, now)
         self.kick()
-        await self.b2bua.hold_first_leg(call, result)
+        await self.control.hold_first_leg(call, result)
         trunk = rules.callback.trunk or (origin.source if origin.source != "extension" else None)
         log.info("callback %s: agent %s answered, calling %s", caller.call_id, ext, session.callback)
-        partner = await self.b2bua.ring_partner(call, session.callback, rules.callback.ring_timeout, trunk=trunk)
+        partner = await self.control.ring_partner(call, session.callback, rules.callback.ring_timeout, trunk=trunk)
         if isinstance(partner, int) or call.state is not CallState.ANSWERED:
             end = time.time()
             status = partner if isinstance(partner, int) else 487
-            self._log(QueueEvent(end, "CALLBACKFAIL", caller.call_id, caller.queue, ext, caller.caller, caller.did,
+            self._log(QueueLogRow(end, "CALLBACKFAIL", caller.call_id, caller.queue, ext, caller.caller, caller.did,
                                  wait=round(end - caller.entered, 3), reason=str(status)))
             log.info("callback %s: %s did not answer (%d)", caller.call_id, session.callback, status)
             if call.state is CallState.ANSWERED:
-                await self.b2bua.play(call, ["goodbye"], side="b")
-                await self.b2bua.hangup(call, by="switch")
+                await self.control.play(call, ["goodbye"], side="b")
+                await self.control.hangup(call, by="switch")
             self.distributor.call_ended(ext, end)
             self._flush_changes()
             self.kick()
@@ -271,14 +273,14 @@ class AcdService:
     def _ringing(self, caller: Caller, offer: Offer) -> float:
         rung = time.time()
         for ext in offer.agents:
-            self._log(QueueEvent(rung, "RING", caller.call_id, caller.queue, ext, caller.caller, caller.did,
+            self._log(QueueLogRow(rung, "RING", caller.call_id, caller.queue, ext, caller.caller, caller.did,
                                  position=self.distributor.position(caller)))
         return rung
 
     def _missed(self, caller: Caller, offer: Offer, status: int, rules: Queue, now: float) -> None:
         for ext in offer.agents:
             paused = self.distributor.missed(caller, ext, now)
-            self._log(QueueEvent(now, "RINGNOANSWER", caller.call_id, caller.queue, ext, caller.caller, caller.did,
+            self._log(QueueLogRow(now, "RINGNOANSWER", caller.call_id, caller.queue, ext, caller.caller, caller.did,
                                  reason=str(status)))
             if paused:
                 log.info("agent %s auto-paused after %d missed rings", ext, rules.max_no_answer)
@@ -289,11 +291,11 @@ class AcdService:
         """Bridge the agent's answered leg, log CONNECT, wait for the end, log COMPLETE, wrap up."""
         name = caller.queue
         wait = answered - caller.entered
-        self._log(QueueEvent(answered, "CONNECT", caller.call_id, name, ext, caller.caller, caller.did,
+        self._log(QueueLogRow(answered, "CONNECT", caller.call_id, name, ext, caller.caller, caller.did,
                              position=caller.entry_position, wait=round(wait, 3),
                              reason=f"{answered - rung:.3f}"))
         self.kick()
-        if not await self.b2bua.bridge(call, leg):
+        if not await self.control.bridge(call, leg):
             self.distributor.call_ended(ext, time.time())
             self._flush_changes()
             return
@@ -302,7 +304,7 @@ class AcdService:
         end = time.time()
         talk = end - answered
         self._aht[name] = talk if name not in self._aht else 0.8 * self._aht[name] + 0.2 * talk
-        self._log(QueueEvent(end, "COMPLETE", caller.call_id, name, ext, caller.caller, caller.did,
+        self._log(QueueLogRow(end, "COMPLETE", caller.call_id, name, ext, caller.caller, caller.did,
                              wait=round(wait, 3), talk=round(talk, 3),
                              reason="agent" if call.hangup_by == "callee" else call.hangup_by or "caller"))
         self.distributor.call_ended(ext, end)
@@ -315,12 +317,12 @@ class AcdService:
         assert rules.callback is not None
         call = session.call
         while call.state is CallState.ANSWERED:
-            key = await self.b2bua.next_digit(call, 3600.0)
+            key = await self.control.next_digit(call, 3600.0)
             if key == rules.callback.key and time.time() - session.caller.entered >= rules.callback.offer_after:
                 if session.hold is not None:
                     session.hold.cancel()
-                await self.b2bua.stop_playing(call)
-                port = CallPort(self.b2bua, call)
+                await self.control.stop_playing(call)
+                port = CallPort(self.control, call)
                 await port.play(["callback-number"], barge_in=True)
                 digits = await read_digits(port, 15, "#", 8.0)
                 if port.gone():
@@ -334,20 +336,20 @@ class AcdService:
         call, caller = session.call, session.caller
         session.callback = caller.callback = number
         now = time.time()
-        self._log(QueueEvent(now, "CALLBACK", call.id, caller.queue, caller=caller.caller, did=caller.did,
+        self._log(QueueLogRow(now, "CALLBACK", call.id, caller.queue, caller=caller.caller, did=caller.did,
                              position=self.distributor.position(caller), wait=round(now - caller.entered, 3),
                              reason=number))
         log.info("call %s: callback requested to %s at position %d in %s", call.id, number,
                  self.distributor.position(caller), caller.queue)
         if session.hold is not None:
             session.hold.cancel()
-        await self.b2bua.stop_playing(call)
-        await self.b2bua.play(call, ["callback-confirm"])
-        await self.b2bua.hangup(call, by="switch")
+        await self.control.stop_playing(call)
+        await self.control.play(call, ["callback-confirm"])
+        await self.control.hangup(call, by="switch")
 
     def _abandoned(self, caller: Caller, now: float) -> None:
         pos = self.distributor.remove(caller, now)
-        self._log(QueueEvent(now, "ABANDON", caller.call_id, caller.queue, caller=caller.caller, did=caller.did,
+        self._log(QueueLogRow(now, "ABANDON", caller.call_id, caller.queue, caller=caller.caller, did=caller.did,
                              position=pos, wait=round(now - caller.entered, 3), reason=str(caller.entry_position)))
         log.info("call %s abandoned queue %s at position %d after %.1fs", caller.call_id, caller.queue, pos,
                  now - caller.entered)
@@ -355,12 +357,12 @@ class AcdService:
     async def _leave(self, call: Call, action: Action | None) -> None:
         if call.state is not CallState.ANSWERED:
             return
-        await self.b2bua.stop_playing(call)
+        await self.control.stop_playing(call)
         if action is not None:
-            await self.b2bua.execute(call, action)
+            await self.control.execute(call, action)
         else:
-            await self.b2bua.play(call, ["goodbye"])
-            await self.b2bua.hangup(call, by="switch")
+            await self.control.play(call, ["goodbye"])
+            await self.control.hangup(call, by="switch")
 
     # -- what the caller hears while waiting ------------------------------------------------------------
     async def _entertain(self, session: Waiting, rules: Queue) -> None:
@@ -393,11 +395,11 @@ class AcdService:
                 prompts.append("callback-offer")
                 next_offer = now + cb.offer_every
             if prompts:
-                await self.b2bua.play(call, prompts)
+                await self.control.play(call, prompts)
 
     async def _hold_music(self, call: Call, rules: Queue) -> None:
         items = [rules.moh] if rules.moh else RINGBACK
-        await self.b2bua.play(call, items, loop=True, wait=False)
+        await self.control.play(call, items, loop=True, wait=False)
 
     def position_prompts(self, caller: Caller, rules: Queue) -> list[str]:
         position = self.distributor.position(caller)
@@ -464,14 +466,14 @@ class AcdService:
         return agent
 
     async def _agent_code(self, call: Call, action: str, reason: str, prompt: str) -> None:
-        await self.b2bua.answer_locally(call, destination=f"feature:agent-{action}")
+        await self.control.answer_locally(call, destination=f"feature:agent-{action}")
         try:
             self.agent_action(call.caller, action, reason)
         except (KeyError, ValueError) as exc:
             log.info("agent code from %s refused: %s", call.caller, exc)
             prompt = "invalid"
-        await self.b2bua.play(call, [prompt])
-        await self.b2bua.hangup(call, by="switch")
+        await self.control.play(call, [prompt])
+        await self.control.hangup(call, by="switch")
 
     async def _login_code(self, call: Call, rest: str) -> None:
         await self._agent_code(call, "login", "", "agent-logged-in")
@@ -489,13 +491,12 @@ class AcdService:
     # -- log and figures -----------------------------------------------------------------------------------
     def _flush_changes(self) -> None:
         for ch in self.distributor.drain_changes():
-            self._log(QueueEvent(ch.at, "AGENT", agent=ch.agent, state=ch.state.value, prev=ch.previous.value,
+            self._log(QueueLogRow(ch.at, "AGENT", agent=ch.agent, state=ch.state.value, prev=ch.previous.value,
                                  seconds=round(ch.seconds, 3), reason=ch.reason if ch.state is AgentState.PAUSED else ""))
 
-    def _log(self, event: QueueEvent) -> None:
-        self.events.append(event)
-        if self.db is not None:
-            self.b2bua.core.spawn(self.db.write(insert_statements([event])))
+    def _log(self, row: QueueLogRow) -> None:
+        self.events.append(row)
+        self.bus.publish(queue_event(row))  # storage writes the row; dashboards and CRMs hear it
 
     def snapshot(self) -> dict[str, Any]:
         """Real-time figures per queue and agent (what a wallboard shows)."""

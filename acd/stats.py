@@ -16,7 +16,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 
-from ..storage.queue_log import QueueEvent
+from ..storage.queue_log import QueueLogRow
 
 GROUPINGS = ("queue", "agent", "interval", "did", "source", "disposition")
 # what happened to a caller, from the event that ended its time in the queue
@@ -24,8 +24,8 @@ _DISPOSITION = {"COMPLETE": "answered", "ABANDON": "abandoned", "TIMEOUT": "time
                 "EMPTY": "empty", "CALLBACK": "callback"}
 
 
-def _key(by: str, interval: float, callers: dict[str, QueueEvent],
-         outcome: dict[str, str]) -> Callable[[QueueEvent], str]:
+def _key(by: str, interval: float, callers: dict[str, QueueLogRow],
+         outcome: dict[str, str]) -> Callable[[QueueLogRow], str]:
     if by == "queue":
         return lambda e: e.queue
     if by == "agent":
@@ -34,7 +34,7 @@ def _key(by: str, interval: float, callers: dict[str, QueueEvent],
         return lambda e: time.strftime("%Y-%m-%d %H:%M", time.localtime(e.at - e.at % interval))
     if by in ("did", "source"):
         # the number called (DID) or the caller's number, as the ENTER event recorded them
-        def of(e: QueueEvent) -> str:
+        def of(e: QueueLogRow) -> str:
             first = callers.get(e.call_id, e)
             return first.did if by == "did" else first.caller
         return of
@@ -43,7 +43,7 @@ def _key(by: str, interval: float, callers: dict[str, QueueEvent],
     raise ValueError(f"cannot group by {by!r} (use one of {', '.join(GROUPINGS)})")
 
 
-def summarize(events: Iterable[QueueEvent], by: str = "queue", *, interval: float = 3600.0,
+def summarize(events: Iterable[QueueLogRow], by: str = "queue", *, interval: float = 3600.0,
               thresholds: dict[str, int] | None = None) -> list[dict[str, object]]:
     """One row of figures per group, in group order."""
     events = list(events)

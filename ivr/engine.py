@@ -8,14 +8,16 @@ would really go through. Returns the action that leaves the IVR (queue, dial, ..
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from ..config.schema import Action, IvrCollect, IvrMenu, Plan, Step, prompt_list
+from ..schedules import ScheduleOverrides, schedule_open
+from ..switch.b2bua.call import Call, CallState
+from ..switch.b2bua.control import CallControl
 from .flow import Flow, compile_flow, evaluate, expand
-from .schedules import schedule_open
 
 log = logging.getLogger("centralino.ivr")
 
@@ -46,7 +48,7 @@ class Walk:
 
 
 async def run_flow(plan: Plan, flow: Flow, port: Port, variables: dict[str, str], walk: Walk,
-                   forced: dict[str, bool] | None = None) -> Action | None:
+                   forced: Mapping[str, bool] | None = None) -> Action | None:
     node_name = flow.start
     for _ in range(MAX_STEPS):
         if port.gone():
@@ -153,9 +155,9 @@ class CallPort:
     """The live call: prompts played by the media worker (in the caller's language when a
     ``<language>/<prompt>`` file exists), keys from the call's key queue."""
 
-    def __init__(self, b2bua: Any, call: Any, clock: Any = None) -> None:
-        self.b2bua, self.call = b2bua, call
-        self.clock = clock or (lambda: datetime.now().astimezone())
+    def __init__(self, control: CallControl, call: Call, clock: Callable[[], datetime] | None = None) -> None:
+        self.control, self.call = control, call
+        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now().astimezone())
 
     def _localised(self, prompts: list[str]) -> list[str]:
         language = self.call.vars.get("language")
@@ -164,7 +166,7 @@ class CallPort:
         out = []
         for name in prompts:
             try:
-                self.b2bua.resolve_prompts([f"{language}/{name}"])
+                self.control.resolve_prompts([f"{language}/{name}"])
                 out.append(f"{language}/{name}")
             except Exception:
                 out.append(name)
@@ -173,17 +175,17 @@ class CallPort:
     async def play(self, prompts: list[str], *, barge_in: bool) -> bool:
         if barge_in and not self.call.keys().empty():
             return not self.gone()  # type-ahead: a key is already waiting, skip the prompt
-        await self.b2bua.play(self.call, self._localised(prompts), barge_in=barge_in)
+        await self.control.play(self.call, self._localised(prompts), barge_in=barge_in)
         return not self.gone()
 
     async def digit(self, timeout: float) -> str | None:
-        return await self.b2bua.next_digit(self.call, timeout)
+        return await self.control.next_digit(self.call, timeout)
 
     def now(self) -> datetime:
         return self.clock()
 
     def gone(self) -> bool:
-        return self.call.state.value == "ended"
+        return self.call.state is CallState.ENDED
 
 
 class ScriptedPort:
@@ -219,29 +221,29 @@ async def dry_run(plan: Plan, ivr_name: str, at: datetime, keys: str,
 class IvrService:
     """The ``ivr`` application: answer, walk the flow, hand the call to the exit action."""
 
-    def __init__(self, b2bua: Any, plan_of: Any) -> None:
-        self.b2bua, self.plan_of = b2bua, plan_of
+    def __init__(self, control: CallControl, plan_of: Callable[[], Plan], overrides: ScheduleOverrides) -> None:
+        self.control, self.plan_of, self.overrides = control, plan_of, overrides
         self.clock: Callable[[], datetime] = lambda: datetime.now().astimezone()  # tests freeze it
-        b2bua.applications["ivr"] = self.ivr_app
+        control.register_application("ivr", self.ivr_app)
 
-    async def ivr_app(self, call: Any, action: Action) -> None:
-        plan: Plan = self.plan_of()
+    async def ivr_app(self, call: Call, action: Action) -> None:
+        plan = self.plan_of()
         name = str(action.ivr)
         flow = compile_flow(name, plan.ivr[name])
-        await self.b2bua.answer_locally(call, destination=f"ivr:{name}")
-        if call.state.value != "answered":
+        await self.control.answer_locally(call, destination=f"ivr:{name}")
+        if call.state is not CallState.ANSWERED:
             return
         variables = call.vars
         variables.setdefault("caller", call.caller)
         variables.setdefault("did", call.did or call.called)
         walk = Walk()
-        exit_action = await run_flow(plan, flow, CallPort(self.b2bua, call, self.clock), variables, walk,
-                                     self.b2bua.schedules_forced)
+        exit_action = await run_flow(plan, flow, CallPort(self.control, call, self.clock), variables, walk,
+                                     self.overrides.forced)
         log.info("call %s IVR path: %s", call.id, " | ".join(walk.trace))
-        if call.state.value != "answered":
+        if call.state is not CallState.ANSWERED:
             return
-        await self.b2bua.stop_playing(call)
+        await self.control.stop_playing(call)
         if exit_action is None:
-            await self.b2bua.hangup(call, by="switch")
+            await self.control.hangup(call, by="switch")
         else:
-            await self.b2bua.execute(call, exit_action)
+            await self.control.execute(call, exit_action)

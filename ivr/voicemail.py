@@ -13,10 +13,13 @@ import re
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..config.schema import Action, Mailbox, Plan, mailbox_for
+from ..events import EventBus, VoicemailLeft
+from ..storage.database import Database
 from ..switch.b2bua.call import Call, CallState
+from ..switch.b2bua.control import CallControl
 from .engine import CallPort, number_prompts, read_digits
 
 log = logging.getLogger("centralino.voicemail")
@@ -26,36 +29,42 @@ BEEP = "tone:1000/400"
 PIN_TRIES = 3
 
 
+class MessageWaiting(Protocol):
+    """Who lights the lamps (switch/mwi.py): told which extensions' counts changed."""
+
+    async def changed(self, extensions: list[str]) -> None: ...
+
+
 class VoicemailService:
-    def __init__(self, b2bua: Any, plan_of: Callable[[], Plan], db: Any, mwi: Any) -> None:
-        self.b2bua, self.plan_of, self.db, self.mwi = b2bua, plan_of, db, mwi
-        b2bua.applications["voicemail"] = self.leave_message
+    def __init__(self, control: CallControl, plan_of: Callable[[], Plan], db: Database, mwi: MessageWaiting,
+                 bus: EventBus) -> None:
+        self.control, self.plan_of, self.db, self.mwi, self.bus = control, plan_of, db, mwi, bus
+        control.register_application("voicemail", self.leave_message)
         self.install_features()
 
     def install_features(self) -> None:
-        for code in [c for c, h in self.b2bua.features.items() if h == self._listen_code]:
-            del self.b2bua.features[code]
+        self.control.unregister_feature(self._listen_code)
         code = self.plan_of().server.features.voicemail
         if code:
-            self.b2bua.features[code] = self._listen_code
+            self.control.register_feature(code, self._listen_code)
 
     # -- leaving a message -----------------------------------------------------------------------------
     async def leave_message(self, call: Call, action: Action) -> None:
         name = str(action.voicemail)
         box = mailbox_for(self.plan_of(), name)
         if box is None:
-            await self.b2bua.refuse(call, 404, f"no mailbox {name}")
+            await self.control.refuse(call, 404, f"no mailbox {name}")
             return
-        await self.b2bua.answer_locally(call, destination=f"voicemail:{name}")
+        await self.control.answer_locally(call, destination=f"voicemail:{name}")
         if call.state is not CallState.ANSWERED:
             return
-        await self.b2bua.play(call, [box.greeting or "leave-message", BEEP])
+        await self.control.play(call, [box.greeting or "leave-message", BEEP])
         if call.state is not CallState.ANSWERED:
             return
         when = datetime.now()
         safe = re.sub(r"[^A-Za-z0-9._-]", "_", call.id)[:60]
         path = Path(self.plan_of().server.recordings) / "voicemail" / name / f"{when:%Y%m%d-%H%M%S}-{safe}.wav"
-        result = await self.b2bua.record_message(call, path, max_seconds=box.max_seconds,
+        result = await self.control.record_message(call, path, max_seconds=box.max_seconds,
                                                  silence_seconds=box.silence_seconds)
         seconds = float(result.get("seconds", 0.0))
         if seconds < MIN_SECONDS:
@@ -68,27 +77,29 @@ class VoicemailService:
                                   (name, call.caller, call.id, when.timestamp(), seconds, str(result["path"])))])
             log.info("call %s: %.1fs message for %s from %s (%s)", call.id, seconds, name, call.caller,
                      result.get("reason"))
-            self.b2bua.core.spawn(self.mwi.changed(box.notify))
+            self.bus.publish(VoicemailLeft(call.id, mailbox=name, caller=call.caller, seconds=seconds,
+                                           path=str(result["path"])))
+            self.control.spawn(self.mwi.changed(box.notify))
         if call.state is CallState.ANSWERED:
-            await self.b2bua.play(call, ["goodbye"])
-            await self.b2bua.hangup(call, by="switch")
+            await self.control.play(call, ["goodbye"])
+            await self.control.hangup(call, by="switch")
 
     # -- the mailbox owner ---------------------------------------------------------------------------
     async def _listen_code(self, call: Call, rest: str) -> None:
         name = rest or call.caller
         box = mailbox_for(self.plan_of(), name)
         if box is None:
-            await self.b2bua.refuse(call, 404, f"no mailbox {name}")
+            await self.control.refuse(call, 404, f"no mailbox {name}")
             return
         if box.pin is None and name != call.caller:
-            await self.b2bua.refuse(call, 403, f"mailbox {name} has no PIN: only its own phone opens it")
+            await self.control.refuse(call, 403, f"mailbox {name} has no PIN: only its own phone opens it")
             return
-        await self.b2bua.answer_locally(call, destination=f"voicemail-box:{name}")
-        port = CallPort(self.b2bua, call)
+        await self.control.answer_locally(call, destination=f"voicemail-box:{name}")
+        port = CallPort(self.control, call)
         if box.pin is not None and not await self._pin_ok(port, box):
             log.info("call %s: wrong PIN for mailbox %s from %s", call.id, name, call.caller)
-            await self.b2bua.play(call, ["goodbye"])
-            await self.b2bua.hangup(call, by="switch")
+            await self.control.play(call, ["goodbye"])
+            await self.control.hangup(call, by="switch")
             return
         messages = await self.messages(name)
         fresh = [m for m in messages if not m["heard"]]
@@ -109,10 +120,10 @@ class VoicemailService:
                 await self.db.write([("UPDATE voicemail SET heard = 1 WHERE id = ?", (message["id"],))])
                 changed = True
         if changed:
-            self.b2bua.core.spawn(self.mwi.changed(box.notify))
+            self.control.spawn(self.mwi.changed(box.notify))
         if call.state is CallState.ANSWERED:
-            await self.b2bua.play(call, ["goodbye"])
-            await self.b2bua.hangup(call, by="switch")
+            await self.control.play(call, ["goodbye"])
+            await self.control.hangup(call, by="switch")
 
     async def _pin_ok(self, port: CallPort, box: Mailbox) -> bool:
         for _ in range(PIN_TRIES):
@@ -141,7 +152,7 @@ class VoicemailService:
             pass
         box = mailbox_for(self.plan_of(), name)
         if notify and box is not None:
-            self.b2bua.core.spawn(self.mwi.changed(box.notify))
+            self.control.spawn(self.mwi.changed(box.notify))
         return True
 
     async def mark_heard(self, name: str, ident: int) -> bool:
@@ -151,7 +162,7 @@ class VoicemailService:
         await self.db.write([("UPDATE voicemail SET heard = 1 WHERE id = ?", (ident,))])
         box = mailbox_for(self.plan_of(), name)
         if box is not None:
-            self.b2bua.core.spawn(self.mwi.changed(box.notify))
+            self.control.spawn(self.mwi.changed(box.notify))
         return True
 
     async def counts_for(self, extension: str) -> tuple[int, int]:

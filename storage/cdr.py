@@ -6,37 +6,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from datetime import datetime, tzinfo
 
+from ..events import CdrRecord
 from .database import Statement, read_rows
 
 DISPOSITIONS = ("ANSWERED", "NO ANSWER", "BUSY", "FAILED", "CANCELLED", "CONGESTION")
-
-
-@dataclass
-class CdrRecord:
-    call_id: str
-    leg: str  # "call", "a" (caller side) or "b" (callee side)
-    start: float
-    end: float
-    disposition: str
-    leg_call_id: str = ""
-    answer: float | None = None
-    ring_seconds: float = 0.0
-    talk_seconds: float = 0.0
-    caller: str = ""
-    called: str = ""
-    source: str = ""  # "extension:1001" or "trunk:provider"
-    did: str = ""
-    destination: str = ""
-    sip_status: int | None = None
-    q850_cause: int | None = None
-    hangup_by: str = ""
-    recording: str | None = None
-    rtp_rx: int | None = None
-    rtp_lost: int | None = None
-    rtp_jitter_ms: float | None = None
 
 
 _COLUMNS = [f.name for f in fields(CdrRecord)]

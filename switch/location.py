@@ -12,6 +12,7 @@ import heapq
 import logging
 from dataclasses import dataclass, field, replace
 
+from ..events import EventBus, RegistrationChanged
 from ..storage.database import Database, Statement
 from .transport.base import Flow
 
@@ -68,6 +69,7 @@ class LocationService:
     _heap: list[tuple[float, str, str]] = field(default_factory=list)
     reachability: dict[tuple[str, str], Reachability] = field(default_factory=dict)
     _changed: asyncio.Event | None = None
+    bus: EventBus | None = None  # RegistrationChanged for every binding added, refreshed or gone
 
     # -- queries -------------------------------------------------------------------------------
     def lookup(self, aor: str, now: float | None = None) -> list[Binding]:
@@ -92,7 +94,7 @@ class LocationService:
         return sorted(self._bindings)
 
     # -- changes (write-through) -----------------------------------------------------------------
-    async def apply(self, aor: str, upserts: list[Binding], removals: list[str]) -> None:
+    async def apply(self, aor: str, upserts: list[Binding], removals: list[str], reason: str = "") -> None:
         if self.db is not None:
             stmts: list[Statement] = [
                 ("DELETE FROM locations WHERE aor = ? AND contact_uri = ?", (aor, uri)) for uri in removals
@@ -101,12 +103,21 @@ class LocationService:
             if stmts:
                 await self.db.write(stmts)
         current = self._bindings.setdefault(aor, {})
+        bus = self.bus
         for uri in removals:
-            current.pop(uri, None)
+            old = current.pop(uri, None)
             self.reachability.pop((aor, uri), None)
+            if bus is not None and old is not None:
+                bus.publish(RegistrationChanged(aor=aor, contact=uri, source=str(old.flow), user_agent=old.user_agent,
+                                                expires_at=None, reason=reason or "unregistered"))
         for b in upserts:
+            known = b.contact_uri in current
             current[b.contact_uri] = b
             heapq.heappush(self._heap, (b.expires_at, aor, b.contact_uri))
+            if bus is not None:
+                bus.publish(RegistrationChanged(aor=aor, contact=b.contact_uri, source=str(b.flow),
+                                                user_agent=b.user_agent, expires_at=b.expires_at,
+                                                reason="refreshed" if known else "registered"))
         if not current:
             del self._bindings[aor]
         self._wake()
@@ -114,7 +125,7 @@ class LocationService:
     async def remove_aor(self, aor: str) -> None:
         uris = list(self._bindings.get(aor, {}))
         if uris:
-            await self.apply(aor, [], uris)
+            await self.apply(aor, [], uris, reason="removed")
 
     async def load(self, now: float) -> int:
         """Read the bindings back after a restart (dropping those that expired meanwhile)."""
@@ -152,7 +163,7 @@ class LocationService:
             expired.append(b)
             gone.setdefault(aor, []).append(uri)
         for aor, uris in gone.items():
-            await self.apply(aor, [], uris)
+            await self.apply(aor, [], uris, reason="expired")
         for b in expired:
             log.info("binding expired: %s → %s", b.aor, b.contact_uri)
         return expired

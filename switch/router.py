@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ..config.schema import Action, Plan, Trunk
-from ..ivr.schedules import schedule_open
+from ..schedules import schedule_open
 
 _VAR = re.compile(r"\$\{(\w+)\}")
 

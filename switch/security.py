@@ -15,22 +15,13 @@ import ipaddress
 import logging
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from ..config.schema import SecurityConfig
+from ..events import SecurityEvent
 
 log = logging.getLogger("centralino.security")
 
 KNOWN_SOURCE_SECONDS = 86_400.0  # an address that authenticated as a user stays "known" this long
-
-
-@dataclass(frozen=True, slots=True)
-class SecurityEvent:
-    at: float
-    source: str
-    kind: str  # ban, ban-skipped, unban, auth-failure, user-locked, user-unlocked, user-agent, locked-out
-    detail: str
-    user: str = ""
 
 
 class SecurityGuard:
@@ -131,9 +122,9 @@ class SecurityGuard:
             if bad in ua:
                 self.dropped_user_agent += 1
                 if self.dropped_user_agent <= 10 or self.dropped_user_agent % 1000 == 0:
-                    self._emit(SecurityEvent(now, ip, "user-agent",
+                    self._report(now, ip, "user-agent",
                                              f"dropped a request from User-Agent {user_agent[:60]!r} "
-                                             f"({self.dropped_user_agent} so far)"))
+                                             f"({self.dropped_user_agent} so far)")
                 return True
         return False
 
@@ -166,7 +157,7 @@ class SecurityGuard:
         source banned."""
         cfg = self.config
         user = username[:64]
-        self._emit(SecurityEvent(now, ip, "auth-failure", f"user {user!r}", user))
+        self._report(now, ip, "auth-failure", f"user {user!r}", user)
         # per target user: a longer window over every source; past it, new sources are locked out
         uq = self._user_failures.setdefault(user, deque())
         uq.append(now)
@@ -175,10 +166,10 @@ class SecurityGuard:
         if len(uq) >= cfg.user_max_failures and cfg.user_lock_seconds > 0 and user not in self._locks:
             self._locks[user] = (now + cfg.user_lock_seconds,
                                  f"{len(uq)} failed authentications in {cfg.user_failure_window:g}s")
-            self._emit(SecurityEvent(now, ip, "user-locked",
+            self._report(now, ip, "user-locked",
                                      f"user {user!r} locked for {cfg.user_lock_seconds:g}s to addresses it has "
                                      f"not authenticated from ({len(uq)} failures in {cfg.user_failure_window:g}s)",
-                                     user))
+                                     user)
         if len(self._user_failures) > 100_000:
             self._user_failures = {u: q for u, q in self._user_failures.items() if q and now - q[-1] < cfg.user_failure_window}
         # per source: a short window (a burst) and a long one (a slow guesser)
@@ -219,25 +210,25 @@ class SecurityGuard:
     def ban(self, ip: str, now: float, reason: str, seconds: float | None = None) -> bool:
         seconds = self.config.ban_seconds if seconds is None else seconds
         if self.is_trusted(ip) or seconds <= 0:
-            self._emit(SecurityEvent(now, ip, "ban-skipped", f"{reason}; trusted source or bans off"))
+            self._report(now, ip, "ban-skipped", f"{reason}; trusted source or bans off")
             return False
         if self.protected(ip):
             # the address holds a live registration or call and the failures may be forged UDP:
             # no ban, but from now on it may only authenticate as the users it already did
             self._guess_blocks[ip] = (now + seconds, reason)
-            self._emit(SecurityEvent(now, ip, "ban-skipped",
+            self._report(now, ip, "ban-skipped",
                                      f"{reason}; not banned: it holds a live registration or call; it may "
-                                     f"authenticate only as its own users for {seconds:g}s"))
+                                     f"authenticate only as its own users for {seconds:g}s")
             return False
         self._bans[ip] = (now + seconds, reason)
-        self._emit(SecurityEvent(now, ip, "ban", f"{reason}; banned for {seconds:g}s"))
+        self._report(now, ip, "ban", f"{reason}; banned for {seconds:g}s")
         return True
 
     def unlock(self, user: str, now: float) -> bool:
         self._user_failures.pop(user, None)
         if self._locks.pop(user, None) is None:
             return False
-        self._emit(SecurityEvent(now, "-", "user-unlocked", f"user {user!r} unlocked by the admin", user))
+        self._report(now, "-", "user-unlocked", f"user {user!r} unlocked by the admin", user)
         return True
 
     def locks(self, now: float) -> list[dict[str, object]]:
@@ -248,7 +239,7 @@ class SecurityGuard:
         if self._bans.pop(ip, None) is None and self._guess_blocks.pop(ip, None) is None:
             return False
         self._failures.pop(ip, None)
-        self._emit(SecurityEvent(now, ip, "unban", "unbanned by the admin"))
+        self._report(now, ip, "unban", "unbanned by the admin")
         return True
 
     def is_banned(self, ip: str, now: float) -> bool:
@@ -264,6 +255,9 @@ class SecurityGuard:
         out += [{"source": ip, "until": until, "remaining": round(until - now, 1), "reason": reason,
                  "scope": "own-users"} for ip, (until, reason) in self._guess_blocks.items() if until > now]
         return out
+
+    def _report(self, now: float, ip: str, kind: str, detail: str, user: str = "") -> None:
+        self._emit(SecurityEvent(ip, kind, detail, user, at=now))
 
     def _emit(self, event: SecurityEvent) -> None:
         level = logging.WARNING if event.kind in ("ban", "user-locked") else logging.INFO

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config.schema import Plan, Trunk
+from ..events import EventBus, TrunkStateChanged
 from .core import SipCore, guarded
 from .sip.auth import DigestClient
 from .sip.dialog import new_call_id, new_tag
@@ -36,9 +37,10 @@ class TrunkState:
 
 
 class TrunkManager:
-    def __init__(self, core: SipCore, plan_of: Callable[[], Plan]):
+    def __init__(self, core: SipCore, plan_of: Callable[[], Plan], bus: EventBus | None = None):
         self.core = core
         self.plan_of = plan_of
+        self.bus = bus  # TrunkStateChanged when a trunk goes up or down, registers or fails to
         self.states: dict[str, TrunkState] = {}
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._plan_changed = asyncio.Event()
@@ -110,14 +112,20 @@ class TrunkManager:
                 resp, st.last_error = None, f"cannot reach {trunk.host}:{trunk.port}: {exc.strerror or exc}"
             if resp is not None and resp.status == 200:
                 expires = _granted_expires(resp, 3600)
+                was = st.registered
                 st.registered, st.registration_expires, st.last_error = True, time.time() + expires, ""
                 retry = RETRY_MIN
                 log.info("trunk %s registered for %ds", name, expires)
+                if not was:
+                    self._publish(name, st, "registered")
                 await asyncio.sleep(max(5.0, expires * 0.85))
             else:
+                was = st.registered
                 st.registered = False
                 if resp is not None:
                     st.last_error = f"{resp.status} {resp.reason}"
+                if was or retry == RETRY_MIN:
+                    self._publish(name, st, f"registration failed: {st.last_error}")
                 log.warning("trunk %s registration failed: %s; retrying in %.0fs", name, st.last_error, retry)
                 await asyncio.sleep(retry)
                 retry = min(RETRY_MAX, retry * 2)
@@ -170,13 +178,21 @@ class TrunkManager:
     def _set_reachable(self, name: str, st: TrunkState, up: bool, why: str) -> None:
         """Every change is logged with its reason (a trunk that is silently down turns every
         call to it into a 503); the reason stays in ``last_error`` for `centralino status`."""
-        if up != st.reachable:
+        changed = up != st.reachable
+        if changed:
             if up:
                 log.info("trunk %s is up", name)
             else:
                 log.warning("trunk %s is DOWN: %s", name, why)
         st.reachable = up
         st.down_reason = why
+        if changed:
+            self._publish(name, st, why or "up")
+
+    def _publish(self, name: str, st: TrunkState, reason: str) -> None:
+        if self.bus is not None:
+            self.bus.publish(TrunkStateChanged(trunk=name, reachable=st.reachable, registered=st.registered,
+                                               reason=reason))
 
     def summary(self) -> dict[str, Any]:
         out = {}

@@ -13,15 +13,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...events import CallConnected
 from ..sip.dialog import Dialog
 from ..sip.errors import RemoteProtocolError
 from ..sip.headers import parse_name_addr
 from ..sip.message import Response
 from ..sip.uri import URI
 from .call import Call, CallState, Fork, ForkState, SessionTimer, q850_for
-from .events import CallConnected
+from .control import RINGBACK
 from .indialog import _session_expires, audio_target_of
-from .media_ops import RINGBACK
 from .sdp_anchor import chosen_codec
 
 log = logging.getLogger("centralino.b2bua")

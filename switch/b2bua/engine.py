@@ -12,12 +12,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ...config.schema import Action, Plan
-from ...storage.cdr import insert_statements
-from ...storage.database import Database
+from ...events import (
+    AmdResult,
+    BeepDetected,
+    CallAnswered,
+    CallDisconnected,
+    CallEarlyMedia,
+    CallEnded,
+    CallEvent,
+    CallFailed,
+    CallRinging,
+    CallTrying,
+    EventBus,
+)
+from ...schedules import ScheduleOverrides
 from ..authentication import Authenticator
 from ..core import IncomingRequest, SipCore
 from ..location import LocationService
@@ -42,15 +54,7 @@ from .call import (
     q850_for,
 )
 from .connect import ConnectMixin, dial_targets
-from .events import (
-    CallAnswered,
-    CallDisconnected,
-    CallEarlyMedia,
-    CallEvent,
-    CallFailed,
-    CallRinging,
-    CallTrying,
-)
+from .control import Application, Feature
 from .indialog import InDialogMixin, _session_expires, audio_target_of
 from .media_ops import MediaOpsMixin
 from .originate import OriginateMixin
@@ -72,34 +76,34 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
         location: LocationService,
         auth: Authenticator,
         media: Any,
-        db: Database | None,
+        bus: EventBus,
         trunk_of: Callable[[str], str | None],
         media_ip: Callable[[Flow], str],
         rtp_timeout: float = 60.0,
         trunks: Any = None,
+        overrides: ScheduleOverrides | None = None,
     ) -> None:
+        self.overrides = overrides or ScheduleOverrides()  # day/night switch, read by the router
         self.trunks = trunks  # TrunkManager: channels, up/down
         self.core = core
         self.plan_of = plan_of
         self.location = location
         self.auth = auth
         self.media = media
-        self.db = db
+        self.bus = bus  # every state change of a call is published here (events.py)
         self.trunk_of = trunk_of  # source IP → trunk name (allow_from)
         self.media_ip = media_ip
         self.rtp_timeout = rtp_timeout
         self.calls: dict[str, Call] = {}
         self.dialogs: dict[tuple[str, str, str], tuple[Call, Fork | None]] = {}
         self.by_endpoint_call: dict[str, Call] = {}
-        self.applications: dict[str, Callable[[Call, Action], Any]] = {}  # ivr, queue, voicemail, …
+        self.applications: dict[str, Application] = {}  # ivr, queue, voicemail, …
         # feature codes dialled from extensions (*45 agent login, ...): code → handler(call, rest)
-        self.features: dict[str, Callable[[Call, str], Any]] = {}
-        self.schedules_forced: dict[str, bool] = {}  # day/night overrides (app: API, kept in the database)
+        self.features: dict[str, Feature] = {}
         self._init_media_ops()
         self.applications["play"] = self.play_action
         self.applications["conference"] = self.conference
         self.completed = 0
-        self.listeners: list[Callable[[CallEvent], None]] = []
         self._idle = asyncio.Event()
         self._idle.set()
         for method, handler in (("INVITE", self.on_invite), ("BYE", self.on_bye), ("ACK", self.on_ack),
@@ -112,17 +116,43 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
         self.dialogs[dialog_id] = (call, fork)
         call.dialog_ids.append(dialog_id)
 
+    # -- CallControl: plugging in and finding calls (control.py) ---------------------------------
+    def register_application(self, verb: str, app: Application) -> None:
+        self.applications[verb] = app
+
+    def register_feature(self, code: str, handler: Feature) -> None:
+        self.features[code] = handler
+
+    def unregister_feature(self, handler: Feature) -> None:
+        for code in [c for c, h in self.features.items() if h == handler]:
+            del self.features[code]
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        return self.core.spawn(coro)
+
+    def find(self, call_id: str) -> Call | None:
+        return self.calls.get(call_id)
+
+    def live_call_of(self, extension: str) -> tuple[Call, str] | None:
+        for call in self.calls.values():
+            if call.state is not CallState.ANSWERED or call.media is None or call.answered is None:
+                continue  # not bridged to a callee (an IVR, a queue, a feature code)
+            if call.answered.destination == f"extension:{extension}":
+                return call, "b"
+            if call.source == "extension" and call.caller == extension:
+                return call, "a"
+        return None
+
+    def is_registered(self, extension: str) -> bool:
+        return bool(self.location.lookup(extension, time.time()))
+
     def _add_call(self, call: Call) -> None:
         self.calls[call.id] = call
         self.core.track_call_id(call.id)  # its CANCEL, ACK and in-dialog requests are not rate-limited
         self._idle.clear()
 
     def _emit(self, event: CallEvent) -> None:
-        for listener in self.listeners:
-            try:
-                listener(event)
-            except Exception:
-                log.exception("call event listener failed")
+        self.bus.publish(event)
 
     # -- entry: a new INVITE ------------------------------------------------------------------
     async def on_invite(self, inc: IncomingRequest) -> Response | None:
@@ -150,7 +180,7 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
             return self.core.make_response(inc, 422, headers=[("Min-SE", str(min_se))])
         called_raw = unescape(req.uri.user or "") if isinstance(req.uri, URI) else ""
         called = normalise(called_raw, plan.trunks.get(source)) if trunk else called_raw
-        decision = Router(plan, self.schedules_forced).route(CallContext(to=called, caller=caller, source=source))
+        decision = Router(plan, self.overrides.forced).route(CallContext(to=called, caller=caller, source=source))
         call = Call(id=req.call_id, inc=inc, caller=caller, called=called, source=source,
                     did=called if trunk else "", caller_name=caller_name, record=decision.record)
         if call.id in self.calls:
@@ -704,11 +734,8 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
             except (TimeoutError, ConnectionError):
                 pass
             self.by_endpoint_call.pop(call.id, None)
-        if self.db is not None:
-            try:
-                await self.db.write(insert_statements(call.records()))
-            except Exception:
-                log.exception("could not write the CDR of call %s", call.id)
+        # durable: the CDR writer (storage/subscribers.py) commits before the call is forgotten
+        await self.bus.publish_durable(CallEnded(call.id, records=tuple(call.records())))
         for key in call.dialog_ids:
             if self.dialogs.get(key, (None,))[0] is call:
                 del self.dialogs[key]
@@ -771,6 +798,19 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
             return
         if kind == "record.encoded":
             self._recording_encoded(event)
+            return
+        if kind in ("amd", "beep"):
+            call = self.by_endpoint_call.get(str(event.get("call")))
+            if call is None or call.media is None:
+                return
+            side = "caller" if event.get("endpoint") == call.media.a["endpoint"] else "callee"
+            if kind == "amd":
+                self._emit(AmdResult(call.id, side=side, result=str(event.get("result")),
+                                     cause=str(event.get("cause", "")), ms=int(event.get("ms") or 0)))
+            else:
+                self._emit(BeepDetected(call.id, side=side, hz=float(event.get("hz") or 0.0),
+                                        tone_ms=int(event.get("tone_ms") or 0), at_ms=int(event.get("at_ms") or 0)))
+            self._detected(call, kind, side, event)
             return
         if event.get("event") == "rtp.timeout":
             call = self.by_endpoint_call.get(str(event.get("call")))

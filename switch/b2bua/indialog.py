@@ -8,12 +8,12 @@ import ipaddress
 import logging
 from typing import Any
 
+from ...events import CallDtmf, CallUpdated
 from ..core import IncomingRequest
 from ..sip.errors import RemoteProtocolError
 from ..sip.message import Response
 from ..transport.base import Flow
 from .call import Call, CallState, Fork, SessionTimer
-from .events import CallDtmf, CallUpdated
 from .sdp_anchor import anchor, answer_with
 
 log = logging.getLogger("centralino.b2bua")

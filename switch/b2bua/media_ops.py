@@ -18,17 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from ...config.schema import Action
+from ...events import CallAnswered, RecordingReady
 from ...media.player import PromptCache, synth
 from ..sip.dialog import Dialog
 from ..sip.errors import RemoteProtocolError
 from .call import Call, CallState
-from .events import CallAnswered
 from .indialog import audio_target_of
 from .sdp_anchor import answer_with
 
 log = logging.getLogger("centralino.b2bua")
 
-RINGBACK = ["tone:425/1000", "silence/4000"]  # what a caller hears while we ring someone (ETSI)
 JOIN_TONE = "tone:1000/120"
 LEAVE_TONE = "tone:500/120"
 
@@ -47,11 +46,17 @@ class MediaOpsMixin:
         self._waiters: dict[str, tuple[str, asyncio.Future[dict[str, Any]]]] = {}  # id → (call, future)
         self.conferences: dict[str, dict[str, Call]] = {}  # room → endpoint id → call
         self._messages: dict[str, asyncio.Future[dict[str, Any]]] = {}  # voice recordings awaited
+        self._detections: dict[tuple[str, str, str], asyncio.Future[dict[str, Any]]] = {}  # (call, kind, side)
 
     # -- answering: the switch is the far end ---------------------------------------------------
-    async def answer_locally(self, call: Call, *, worker: Any = None, destination: str = "") -> None:
+    async def answer_locally(self, call: Call, *, beside: Call | None = None, destination: str = "") -> None:
         """200 OK to the caller with our own SDP: one codec from its offer, media terminated
-        at the caller-facing endpoint (comfort noise until something plays)."""
+        at the caller-facing endpoint (comfort noise until something plays). ``beside``: on the
+        media worker of that call, to be mixed with it (supervision)."""
+        worker = beside.media.worker if beside is not None and beside.media is not None else None
+        await self._answer_on(call, worker, destination)
+
+    async def _answer_on(self, call: Call, worker: Any, destination: str) -> None:
         if call.state is CallState.ANSWERED:
             return
         await self._ensure_media(call, worker=worker)
@@ -115,6 +120,52 @@ class MediaOpsMixin:
     async def stop_playing(self, call: Call, side: str = "a") -> None:
         if call.media is not None:
             await call.media.worker.request({"cmd": "stop", "endpoint": getattr(call.media, side)["endpoint"]})
+
+    async def detect(self, call: Call, what: str, params: dict[str, Any] | None = None, *,
+                     side: str = "a", timeout: float = 30.0) -> dict[str, Any] | None:
+        """Run a detector on a side and wait for its result (see control.CallControl.detect)."""
+        media = call.media
+        if media is None or call.state is CallState.ENDED:
+            return None
+        endpoint = getattr(media, side)["endpoint"]
+        if what == "dtmf":
+            await media.worker.request({"cmd": "detect", "endpoint": endpoint, "inband_dtmf": True})
+            return {"detecting": "dtmf"}
+        if what not in ("amd", "beep"):
+            raise ValueError(f"unknown detector {what!r}")
+        key = (call.id, what, "caller" if side == "a" else "callee")
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._detections[key] = fut
+        command: dict[str, Any] = {"cmd": "detect", "endpoint": endpoint}
+        command[what] = dict(params or {}) if what == "amd" else True
+        reply = await media.worker.request(command)
+        if not reply.get("ok"):
+            self._detections.pop(key, None)
+            raise ValueError(f"cannot detect {what}: {reply.get('error')}")
+        ended = asyncio.ensure_future(call.ended.wait())
+        try:
+            await asyncio.wait({fut, ended}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+            self._detections.pop(key, None)
+        return fut.result() if fut.done() else None
+
+    def _detected(self, call: Call, kind: str, side: str, event: dict[str, Any]) -> None:
+        fut = self._detections.get((call.id, kind, side))
+        if fut is not None and not fut.done():
+            fut.set_result({k: v for k, v in event.items() if k not in ("event", "endpoint", "call")})
+
+    async def monitor(self, call: Call, supervisor: Call, mode: str, agent_side: str) -> None:
+        """Supervision: ``supervisor`` (answered beside ``call``) joins it in the worker's mixer."""
+        media, own = call.media, supervisor.media
+        if media is None or own is None:
+            raise ValueError("both calls need their media")
+        other = "b" if agent_side == "a" else "a"
+        reply = await media.worker.request({
+            "cmd": "monitor", "mode": mode, "supervisor": own.a["endpoint"],
+            "agent": getattr(media, agent_side)["endpoint"], "caller": getattr(media, other)["endpoint"]})
+        if not reply.get("ok"):
+            raise ValueError(str(reply.get("error")))
 
     async def next_digit(self, call: Call, timeout: float) -> str | None:
         """The caller's next key (from any method), or None after ``timeout`` or a hang-up."""
@@ -235,25 +286,20 @@ class MediaOpsMixin:
             if not waiting.done():
                 waiting.set_result(event)
             return
-        call_id = str(event.get("call_id", ""))
-        if self.db is None:
-            return
         fmt = "wav" if not event.get("encode") else str(event["encode"])
-        self.core.spawn(self.db.write([(
-            "INSERT OR REPLACE INTO recordings (id, call_id, path, started, seconds, paused_seconds, channels,"
-            " format, caller, called, agent) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (event["recording"], call_id, event["path"], event["started"], event["seconds"],
-             event["paused_seconds"], event["channels"], fmt, event.get("caller", ""),
-             event.get("called", ""), event.get("agent", "")))]))
+        self._emit(RecordingReady(
+            str(event.get("call_id", "")), recording=str(event["recording"]), path=str(event["path"]),
+            started=float(event["started"]), seconds=float(event["seconds"]),
+            paused_seconds=float(event["paused_seconds"]), channels=int(event["channels"]), format=fmt,
+            caller=str(event.get("caller", "")), called=str(event.get("called", "")),
+            agent=str(event.get("agent", ""))))
 
     def _recording_encoded(self, event: dict[str, Any]) -> None:
-        if self.db is not None:
-            self.core.spawn(self.db.write([
-                ("UPDATE recordings SET path = ?, format = ? WHERE id = ?",
-                 (event["path"], Path(str(event["path"])).suffix.lstrip(".") or "wav", event["recording"])),
-                ("UPDATE cdr SET recording = ? WHERE recording = ?",
-                 (event["path"], str(Path(str(event["path"])).with_suffix(".wav")))),
-            ]))
+        """The recording was re-encoded after the call (Opus, MP3): its new file."""
+        path = str(event["path"])
+        self._emit(RecordingReady(
+            "", recording=str(event["recording"]), path=path, started=0.0, seconds=0.0, paused_seconds=0.0,
+            channels=0, format=Path(path).suffix.lstrip(".") or "wav", encoded=True))
 
     # -- conference rooms -------------------------------------------------------------------------------
     def conference_worker(self, room: str) -> Any:
@@ -272,7 +318,7 @@ class MediaOpsMixin:
         if cfg is not None and len(members) >= cfg.max_members:
             await self._fail(call, 486, "conference full")
             return
-        await self.answer_locally(call, worker=self.conference_worker(room), destination=f"conference:{room}")
+        await self._answer_on(call, self.conference_worker(room), f"conference:{room}")
         media = call.media
         if media is None or call.state is not CallState.ANSWERED:
             return

@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ...events import CallOriginated
 from ..sip.dialog import new_call_id
 from ..sip.uri import URI, parse_uri
 from .call import Call, CallState, Fork
 from .connect import RingAttempt
+from .control import RINGBACK
 from .indialog import audio_target_of
-from .media_ops import RINGBACK
 from .sdp_anchor import chosen_codec
 
 log = logging.getLogger("centralino.b2bua")
@@ -44,6 +45,7 @@ class OriginateMixin:
                     state=CallState.ANSWERED, destination=destination)
         call.caller_sdp = SWITCH_OFFER
         self._add_call(call)  # type: ignore[attr-defined]
+        self._emit(CallOriginated(call.id, caller=caller, destination=destination, source=source))  # type: ignore[attr-defined]
         await self._ensure_media(call)  # type: ignore[attr-defined]
         return call
 

@@ -7,6 +7,7 @@ import logging
 import time
 from typing import Any
 
+from ...events import CallTransferred
 from ..core import IncomingRequest
 from ..router import CallContext, Router
 from ..sip.dialog import Dialog
@@ -15,7 +16,6 @@ from ..sip.headers import parse_name_addr
 from ..sip.message import Response
 from ..sip.uri import URI, unescape
 from .call import Call, CallState, Fork, ForkState
-from .events import CallTransferred
 from .indialog import audio_target_of
 from .sdp_anchor import anchor
 
@@ -51,7 +51,7 @@ class TransferMixin:
             return await self._attended_transfer(inc, call, fork, replaces)
         target = unescape(target_uri.user)
         plan = self.plan_of()
-        decision = Router(plan, self.schedules_forced).route(CallContext(to=target, caller=call.caller, source=call.source))
+        decision = Router(plan, self.overrides.forced).route(CallContext(to=target, caller=call.caller, source=call.source))
         dial = decision.action.dial
         bindings = [(t, b) for t in (dial or "").split(",") if t in plan.extensions
                     for b in self.location.lookup(t, time.time())]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from centralino.events import CallEvent
 from centralino.switch.sip.sdp import parse_sdp
 from helpers import SDP_OFFER, Caller, Phone, RunningSwitch, db_rows, plan_text, wait_for
 
@@ -177,10 +178,10 @@ def test_hold_and_unhold_reinvite_is_relayed(sw):
     info = d.create_request("INFO", via + "info", body=b"Signal=5\r\nDuration=160\r\n",
                             extra=[("Content-Type", "application/dtmf-relay")])
     events = []
-    sw.call(lambda: sw.switch.b2bua.listeners.append(events.append))
+    sw.call(lambda: sw.switch.bus.subscribe(events.append, CallEvent))
     assert alice.transact(info).status == 200
     assert wait_for(lambda: any(m.method == "INFO" and b"Signal=5" in m.body for m in bob.received), 3)
-    from centralino.switch.b2bua.events import CallDtmf
+    from centralino.events import CallDtmf
     assert [(e.digit, e.side, e.duration_ms) for e in events if isinstance(e, CallDtmf)] == [("5", "caller", 160)]
     bob.stop()
 
@@ -343,28 +344,34 @@ def test_caller_cancel_crossing_our_200_leaves_the_call_up(sw):
 
 
 def test_typed_call_events(sw):
-    from centralino.switch.b2bua.events import (
+    from centralino.events import (
         CallAnswered,
         CallDisconnected,
+        CallEnded,
         CallFailed,
         CallRinging,
         CallTrying,
     )
 
     events = []
-    sw.call(lambda: sw.switch.b2bua.listeners.append(events.append))
+    sw.call(lambda: sw.switch.bus.subscribe(events.append, CallEvent))
     bob = Phone(sw.address("udp"), "1002", "pw1002").start()
     alice = Caller(sw.address("udp"), "1001", "pw1001")
     resp = alice.call("1002")
     alice._ack(alice.last_invite, resp)
     alice.hang_up(resp, 6)
     Caller(sw.address("udp"), "1001", "pw1001").call("1003")  # not registered: fails
-    wait_for(lambda: len(events) >= 6, 3)
+    wait_for(lambda: len(events) >= 8, 3)
     kinds = [type(e) for e in events]
-    assert kinds[:4] == [CallTrying, CallRinging, CallAnswered, CallDisconnected]
-    assert kinds[4:6] == [CallTrying, CallFailed]
+    assert kinds[:5] == [CallTrying, CallRinging, CallAnswered, CallDisconnected, CallEnded]
+    assert kinds[5:8] == [CallTrying, CallFailed, CallEnded]
     assert events[0].caller == "1001" and events[2].destination == "extension:1002"
-    assert events[3].by == "caller" and events[5].status == 480
+    assert events[3].by == "caller" and events[6].status == 480
+    # the end of a call carries its CDR (the call row, then its legs); the stream is numbered
+    assert events[4].summary.disposition == "ANSWERED" and [r.leg for r in events[4].records] == ["call", "a", "b"]
+    assert events[7].summary.sip_status == 480
+    seqs = [e.seq for e in events]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     bob.stop()
 
 
@@ -448,12 +455,12 @@ def test_inband_dtmf_from_a_phone_without_telephone_events(sw):
     import socket as _socket
 
     import numpy as np
+    from centralino.events import CallDtmf
     from centralino.media.codecs.g711 import ulaw_encode
     from centralino.media.rtp import RtpPacket
-    from centralino.switch.b2bua.events import CallDtmf
 
     events = []
-    sw.call(lambda: sw.switch.b2bua.listeners.append(events.append))
+    sw.call(lambda: sw.switch.bus.subscribe(events.append, CallEvent))
     bob = Phone(sw.address("udp"), "1002", "pw1002").start()
     alice = Caller(sw.address("udp"), "1001", "pw1001")
     plain = alice.invite

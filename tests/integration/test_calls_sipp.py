@@ -9,6 +9,7 @@ import time
 
 import pytest
 from centralino.bench.sipp import run_sipp, start_sipp
+from centralino.events import CallEvent
 from centralino.switch.sip.sdp import parse_sdp
 from helpers import (
     Caller,
@@ -112,10 +113,10 @@ def test_extension_dials_out_through_challenging_provider(sw, tmp_path, scenario
 
 
 def test_rfc2833_digits_from_sipp_pcaps_reach_the_control_process(sw, tmp_path):
-    from centralino.switch.b2bua.events import CallDtmf
+    from centralino.events import CallDtmf
 
     events = []
-    sw.call(lambda: sw.switch.b2bua.listeners.append(events.append))
+    sw.call(lambda: sw.switch.bus.subscribe(events.append, CallEvent))
     uas = answering_phone(sw, 1, tmp_path)
     target = "{}:{}".format(*sw.address("udp"))
     res = run_sipp("uac_dtmf.xml", target, rate=1, count=1,

@@ -12,9 +12,9 @@ import time
 import numpy as np
 import pytest
 from audio import RtpPhone, dominant
+from centralino.events import CallDtmf, CallEvent
 from centralino.media.dtmf import EVENTS, TelephoneEvent
 from centralino.media.rtp import RtpPacket
-from centralino.switch.b2bua.events import CallDtmf
 from centralino.switch.sip.sdp import parse_sdp
 from helpers import Caller, RunningSwitch, media_port, plan_text, wait_for
 
@@ -48,7 +48,7 @@ def sw(tmp_path_factory):
     text = text.replace("  security:", '  rtp: {ports: "31000-31999", workers: 1}\n  security:')
     with RunningSwitch(text) as s:
         events: list = []
-        s.call(lambda: s.switch.b2bua.listeners.append(events.append))
+        s.call(lambda: s.switch.bus.subscribe(events.append, CallEvent))
         s.events = events
         yield s
 

@@ -11,7 +11,7 @@ from centralino.acd.erlang import agents_needed, erlang_c, parse_target, staffin
 from centralino.acd.models import Agent, AgentState, Caller
 from centralino.acd.stats import summarize
 from centralino.config.schema import Escalation, Queue
-from centralino.storage.queue_log import QueueEvent
+from centralino.storage.queue_log import QueueLogRow
 
 
 def make(strategy="longest-idle", members=("a", "b", "c"), **rules) -> Distributor:
@@ -164,15 +164,15 @@ def test_max_len_join_empty_leave_when_empty_and_max_wait():
 
 def test_statistics_from_the_queue_log():
     e = [
-        QueueEvent(0, "ENTER", "c1", "q", caller="111", did="800", position=1),
-        QueueEvent(5, "CONNECT", "c1", "q", "a", wait=5),
-        QueueEvent(65, "COMPLETE", "c1", "q", "a", wait=5, talk=60),
-        QueueEvent(10, "ENTER", "c2", "q", caller="222", did="800", position=1),
-        QueueEvent(40, "CONNECT", "c2", "q", "b", wait=30),
-        QueueEvent(160, "COMPLETE", "c2", "q", "b", wait=30, talk=120),
-        QueueEvent(20, "ENTER", "c3", "q", caller="333", did="801", position=2),
-        QueueEvent(50, "ABANDON", "c3", "q", wait=30, position=1),
-        QueueEvent(65, "AGENT", agent="a", state="available", prev="wrap-up", seconds=10),
+        QueueLogRow(0, "ENTER", "c1", "q", caller="111", did="800", position=1),
+        QueueLogRow(5, "CONNECT", "c1", "q", "a", wait=5),
+        QueueLogRow(65, "COMPLETE", "c1", "q", "a", wait=5, talk=60),
+        QueueLogRow(10, "ENTER", "c2", "q", caller="222", did="800", position=1),
+        QueueLogRow(40, "CONNECT", "c2", "q", "b", wait=30),
+        QueueLogRow(160, "COMPLETE", "c2", "q", "b", wait=30, talk=120),
+        QueueLogRow(20, "ENTER", "c3", "q", caller="333", did="801", position=2),
+        QueueLogRow(50, "ABANDON", "c3", "q", wait=30, position=1),
+        QueueLogRow(65, "AGENT", agent="a", state="available", prev="wrap-up", seconds=10),
     ]
     (q,) = summarize(e, "queue", thresholds={"q": 20})
     assert (q["offered"], q["answered"], q["abandoned"]) == (3, 2, 1)

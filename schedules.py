@@ -1,12 +1,15 @@
-"""Opening hours: weekday spans in a time zone, with holidays (`schedules:` in the plan)."""
+"""Opening hours (pure): weekday spans in a time zone, holidays (`schedules:` in the plan), and
+the day/night overrides an administrator sets (`centralino schedule office closed`). The router,
+the IVR and the dialer's calling-hours check all read them from here."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, time
+from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from ..config.schema import Schedule
+from .config.schema import Schedule
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -52,3 +55,42 @@ def schedule_open(schedules: Mapping[str, Schedule], name: str, at: datetime,
     if name in forced:
         return forced[name], f"forced {'open' if forced[name] else 'closed'} by an override"
     return is_open(schedules[name], at)
+
+
+class OverrideMode(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+    AUTO = "auto"  # back to the schedule's hours
+
+
+class ScheduleOverrides:
+    """Schedules forced open or closed. Pure: storage persists it (``storage/overrides.py``)
+    and restores it at start; the API and CLI change it through ``set``."""
+
+    def __init__(self, forced: Mapping[str, bool] | None = None) -> None:
+        self._forced: dict[str, bool] = dict(forced or {})
+
+    @property
+    def forced(self) -> Mapping[str, bool]:
+        return self._forced
+
+    def mode(self, name: str) -> OverrideMode:
+        if name not in self._forced:
+            return OverrideMode.AUTO
+        return OverrideMode.OPEN if self._forced[name] else OverrideMode.CLOSED
+
+    def set(self, name: str, mode: OverrideMode | str) -> OverrideMode:
+        mode = OverrideMode(mode)
+        if mode is OverrideMode.AUTO:
+            self._forced.pop(name, None)
+        else:
+            self._forced[name] = mode is OverrideMode.OPEN
+        return mode
+
+    def keep_only(self, names: set[str]) -> None:
+        """After a reload: overrides of schedules no longer in the plan are dropped."""
+        for name in [n for n in self._forced if n not in names]:
+            del self._forced[name]
+
+    def state(self, schedules: Mapping[str, Schedule], name: str, at: datetime) -> tuple[bool, str]:
+        return schedule_open(schedules, name, at, self._forced)
