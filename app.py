@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import ipaddress
-import json
 import logging
 import os
 import secrets
@@ -19,9 +17,11 @@ from typing import Any
 
 from .acd.service import AcdService
 from .acd.supervision import Supervision
+from .api.control import install_routes
 from .api.server import ApiServer
 from .config.loader import LoadedPlan, PlanInvalid, load_plan
-from .config.schema import Plan, mailbox_for
+from .config.reloadable import Reloadable
+from .config.schema import Plan
 from .events import EventBus
 from .ivr.engine import IvrService
 from .ivr.voicemail import VoicemailService
@@ -30,6 +30,7 @@ from .storage.database import Database, storage_path
 from .storage.overrides import load_overrides, save_override
 from .storage.subscribers import Persistence
 from .switch.authentication import Authenticator
+from .switch.b2bua.control import CallControl
 from .switch.b2bua.engine import B2BUA
 from .switch.core import IncomingRequest, SipCore
 from .switch.location import LocationService
@@ -129,7 +130,7 @@ class Switch:
         self.overrides = await load_overrides(self.db, set(plan.schedules))
         self.b2bua = B2BUA(
             self.core, lambda: self.plan, self.location, self.auth, self.media, self.bus,
-            self._trunk_of, self._media_ip, rtp_timeout=rtp.timeout, trunks=self.trunks,
+            self.trunks.trunk_of, self._media_ip, rtp_timeout=rtp.timeout, trunks=self.trunks,
             overrides=self.overrides,
         )
         self.ivr = IvrService(self.b2bua, lambda: self.plan, self.overrides)
@@ -138,10 +139,14 @@ class Switch:
         self.mwi = MwiNotifier(self.core, self.auth, lambda: self.plan, lambda ext: self.voicemail.counts_for(ext))
         self.voicemail = VoicemailService(self.b2bua, lambda: self.plan, self.db, self.mwi, self.bus)
         await self.acd.restore_agents()
+        self.reloadables: list[Reloadable] = [  # every service that follows the plan, in one place
+            self.security, self.auth, self.core, self.transports, self.registrar, self.trunks, self.overrides,
+            self.acd, self.supervision, self.voicemail,
+        ]
         try:
             # Bind first, so that a busy port is a plain error rather than a task-group failure.
             await self.transports.start(sip.listen_addresses)
-            self._setup_api()
+            install_routes(self.api, self)
             await self.api.start(plan.server.api.listen)
             self.api.write_token(self.data_dir)
             await self.media.start()
@@ -158,6 +163,7 @@ class Switch:
                 self._install_signals()
                 tg.create_task(self.location.run_expiry(time.time), name="expiry")
                 self.qualifier = Qualifier(self.core, self.location, plan.server.registrar.qualify_interval)
+                self.reloadables.append(self.qualifier)
                 tg.create_task(self.qualifier.run(), name="qualify")
                 tg.create_task(self.trunks.run(), name="trunks")
                 self._announce(restored)
@@ -253,17 +259,6 @@ class Switch:
             *([("Supported", ", ".join(sorted(self.core.supported)))] if self.core.supported else []),
         ])
 
-    def _trunk_of(self, ip: str) -> str | None:
-        """The trunk whose allow_from contains this source address (IP authentication)."""
-        try:
-            addr = ipaddress.ip_address(ip)
-        except ValueError:
-            return None
-        for name, trunk in self.plan.trunks.items():
-            if any(addr in ipaddress.ip_network(n, strict=False) for n in trunk.allow_from):
-                return name
-        return None
-
     def _media_ip(self, flow: Flow) -> str:
         """The RTP address a leg's SDP advertises: the external address if configured, the bind
         address if specific, else the local address the leg's signalling uses."""
@@ -278,139 +273,22 @@ class Switch:
     def _media_event(self, event: dict[str, Any]) -> None:
         self.b2bua.on_media_event(event)
 
-    # -- control API -------------------------------------------------------------------------------
-    def _setup_api(self) -> None:
-        async def status(_: bytes) -> tuple[int, Any]:
-            return 200, self.status()
+    # -- what the control API reads (api/control.py) --------------------------------------------
+    @property
+    def plan_source(self) -> str:
+        return self.loaded.source
 
-        async def media(_: bytes) -> tuple[int, Any]:
-            return 200, {"workers": await self.media.stats(), "calls": self.b2bua.summary()}
+    @property
+    def calls(self) -> CallControl:
+        return self.b2bua
 
-        async def reload(_: bytes) -> tuple[int, Any]:
-            errors = await self.reload()
-            return (200, {"ok": True, "plan": self.loaded.source}) if not errors else (
-                422, {"ok": False, "errors": errors})
+    def call_summary(self) -> dict[str, Any]:
+        return self.b2bua.summary()
 
-        def call_of(body: bytes) -> tuple[Any, dict[str, Any]]:
-            args = json.loads(body or b"{}")
-            return self.b2bua.calls.get(str(args.get("call", ""))), args
-
-        async def hangup(body: bytes) -> tuple[int, Any]:
-            """{"call": ID}: the switch hangs the call up (both sides)."""
-            call, _ = call_of(body)
-            if call is None:
-                return 404, {"ok": False, "error": "no such call"}
-            if call.state.value != "answered":
-                return 409, {"ok": False, "error": f"the call is {call.state.value}, not answered"}
-            await self.b2bua.hangup(call, by="api")
-            return 200, {"ok": True}
-
-        async def recording(body: bytes) -> tuple[int, Any]:
-            """{"call": ID, "paused": true|false} pauses or resumes; {"call": ID, "start": true} starts."""
-            call, args = call_of(body)
-            if call is None:
-                return 404, {"ok": False, "error": "no such call"}
-            if args.get("start"):
-                path = await self.b2bua.start_recording(call)
-                return (200, {"ok": True, "path": path}) if path else (409, {"ok": False, "error": "not recordable"})
-            reply = await self.b2bua.pause_recording(call, args.get("paused"))
-            return (200 if reply.get("ok") else 409), reply
-
-        async def play(body: bytes) -> tuple[int, Any]:
-            call, args = call_of(body)
-            if call is None:
-                return 404, {"ok": False, "error": "no such call"}
-            done = await self.b2bua.play(call, list(args.get("prompts") or []), wait=False)
-            return (200 if done.get("reason") == "started" else 409), done
-
-        async def mute(body: bytes) -> tuple[int, Any]:
-            args = json.loads(body or b"{}")
-            ok = await self.b2bua.set_muted(str(args.get("room")), str(args.get("call")), bool(args.get("muted", True)))
-            return (200, {"ok": True}) if ok else (404, {"ok": False, "error": "no such member"})
-
-        async def queues(_: bytes) -> tuple[int, Any]:
-            return 200, self.acd.snapshot()
-
-        async def agent(body: bytes) -> tuple[int, Any]:
-            """{"agent": "1002", "action": "login|logout|pause|unpause", "reason": "lunch"}"""
-            args = json.loads(body or b"{}")
-            try:
-                a = self.acd.agent_action(str(args.get("agent", "")), str(args.get("action", "")),
-                                          str(args.get("reason", "")))
-            except KeyError as exc:
-                return 404, {"ok": False, "error": str(exc.args[0])}
-            except ValueError as exc:
-                return 409, {"ok": False, "error": str(exc)}
-            return 200, {"ok": True, "agent": a.extension, "state": a.state.value, "reason": a.pause_reason}
-
-        async def schedules(body: bytes) -> tuple[int, Any]:
-            """GET: each schedule's state now; POST {"schedule": "office", "mode": "open|closed|auto"}."""
-            if body:
-                args = json.loads(body)
-                name, mode = str(args.get("schedule", "")), str(args.get("mode", ""))
-                if name not in self.plan.schedules:
-                    return 404, {"ok": False, "error": f"no schedule {name!r}"}
-                if mode not in ("open", "closed", "auto"):
-                    return 400, {"ok": False, "error": "mode is open, closed or auto"}
-                await self._force_schedule(name, mode)
-            return 200, self.schedule_states()
-
-        async def monitor(body: bytes) -> tuple[int, Any]:
-            """GET: live supervision sessions; POST {"supervisor": "1003", "mode": "listen|whisper|barge"}."""
-            if body:
-                args = json.loads(body)
-                session = self.supervision.find(str(args.get("supervisor", "")))
-                if session is None:
-                    return 404, {"ok": False, "error": "that supervisor is not monitoring a call"}
-                try:
-                    await self.supervision.set_mode(session, str(args.get("mode", "")))
-                except ValueError as exc:
-                    return 400, {"ok": False, "error": str(exc)}
-            return 200, {"sessions": self.supervision.snapshot()}
-
-        async def voicemail(body: bytes) -> tuple[int, Any]:
-            """POST {"mailbox": "1002"} lists its messages; with "delete": id or "heard": id, changes one."""
-            args = json.loads(body or b"{}")
-            box = str(args.get("mailbox", ""))
-            if mailbox_for(self.plan, box) is None:
-                return 404, {"ok": False, "error": f"no mailbox {box!r}"}
-            for key, change in (("delete", self.voicemail.delete), ("heard", self.voicemail.mark_heard)):
-                if key in args and not await change(box, int(args[key])):
-                    return 404, {"ok": False, "error": f"no message {args[key]} in {box}"}
-            return 200, {"mailbox": box, "messages": await self.voicemail.messages(box)}
-
-        async def security(body: bytes) -> tuple[int, Any]:
-            """GET: bans and locked users; POST {"unban": IP} or {"unlock": USER} clears one."""
-            now = time.time()
-            if body:
-                args = json.loads(body)
-                if "unban" in args and not self.security.unban(str(args["unban"]), now):
-                    return 404, {"ok": False, "error": f"{args['unban']} is not banned"}
-                if "unlock" in args and not self.security.unlock(str(args["unlock"]), now):
-                    return 404, {"ok": False, "error": f"user {args['unlock']} is not locked"}
-            return 200, self.security_state(now)
-
-        self.api.route("GET", "/security", security)
-        self.api.route("POST", "/security", security)
-        self.api.route("POST", "/voicemail", voicemail)
-        self.api.route("GET", "/monitor", monitor)
-        self.api.route("POST", "/monitor", monitor)
-        self.api.route("GET", "/schedules", schedules)
-        self.api.route("POST", "/schedules", schedules)
-        self.api.route("GET", "/queues", queues)
-        self.api.route("POST", "/agents", agent)
-        self.api.route("GET", "/status", status)
-        self.api.route("POST", "/reload", reload)
-        self.api.route("GET", "/media", media)
-        self.api.route("POST", "/calls/recording", recording)
-        self.api.route("POST", "/calls/hangup", hangup)
-        self.api.route("POST", "/calls/play", play)
-        self.api.route("POST", "/conferences/mute", mute)
-
-    async def _force_schedule(self, name: str, mode: str) -> None:
+    async def force_schedule(self, name: str, mode: str) -> None:
         """A day/night override survives restarts: kept in the database's meta table."""
         assert self.db is not None
-        await save_override(self.db, name, self.overrides.set(name, mode))
+        await save_override(self.db, name, self.overrides.force(name, mode))
         log.info("schedule %s: %s", name, mode)
 
     def schedule_states(self) -> dict[str, Any]:
@@ -473,22 +351,9 @@ class Switch:
         self.plan_loaded_at = time.time()
         plan = new.plan
         await self._resolve_passwords()
-        sec = plan.server.security
-        self.security.configure(sec)
-        self.security.trust([n for t in plan.trunks.values() for n in t.allow_from])
+        for service in self.reloadables:
+            service.plan_changed(plan)
         sip = plan.server.sip
-        self.auth.configure(sip.realm or sip.domain, tuple(sec.auth_algorithms), sec.nonce_lifetime)
-        self.core.max_setups = sip.max_setups
-        self.transports.max_connections = sip.tcp_max_connections
-        self.transports.max_per_source = sip.tcp_max_per_source
-        self.transports.message_timeout = sip.tcp_message_timeout
-        self.core.max_queue_delay = sip.max_queue_delay
-        self.registrar.config = plan.server.registrar
-        self.qualifier.interval = plan.server.registrar.qualify_interval
-        self.trunks.plan_changed()
-        self.acd.reload(plan)
-        self.supervision.install_features()
-        self.voicemail.install_features()
         for aor in self.location.aors():
             if aor not in plan.extensions:
                 log.info("extension %s left the plan: dropping its bindings", aor)

@@ -9,7 +9,7 @@ from datetime import datetime, time
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from .config.schema import Schedule
+from .config.schema import Plan, Schedule
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -79,13 +79,16 @@ class ScheduleOverrides:
             return OverrideMode.AUTO
         return OverrideMode.OPEN if self._forced[name] else OverrideMode.CLOSED
 
-    def set(self, name: str, mode: OverrideMode | str) -> OverrideMode:
+    def force(self, name: str, mode: OverrideMode | str) -> OverrideMode:
         mode = OverrideMode(mode)
         if mode is OverrideMode.AUTO:
             self._forced.pop(name, None)
         else:
             self._forced[name] = mode is OverrideMode.OPEN
         return mode
+
+    def plan_changed(self, plan: Plan) -> None:
+        self.keep_only(set(plan.schedules))
 
     def keep_only(self, names: set[str]) -> None:
         """After a reload: overrides of schedules no longer in the plan are dropped."""

@@ -104,7 +104,7 @@ class AcdService:
         self._flush_changes()
         log.info("agents restored: %s", ", ".join(f"{a.extension} {a.state.value}" for a in d.agents.values()) or "none")
 
-    def reload(self, plan: Plan) -> None:
+    def plan_changed(self, plan: Plan) -> None:
         self.distributor = self._build(plan, self.distributor)
         self.install_features()
         self.kick()

@@ -42,6 +42,9 @@ class Supervision:
         self.sessions: dict[str, MonitorSession] = {}  # supervisor's call id → session
         self.install_features()
 
+    def plan_changed(self, plan: Plan) -> None:
+        self.install_features()
+
     def install_features(self) -> None:
         self.control.unregister_feature(self._monitor_code)
         code = self.plan_of().server.features.monitor

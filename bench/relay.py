@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..media.protocol import endpoint_update
 from ..media.rtp import RtpPacket
 from ..media.worker import MediaPool
 
@@ -75,35 +76,33 @@ async def run(streams: int, duration: float, record: Path | None = None) -> dict
         w = pool.pick()
         pairs = []
         for i in range(streams):
-            a = await w.request({"cmd": "endpoint.create", "call": f"bench{i}"})
-            b = await w.request({"cmd": "endpoint.create", "call": f"bench{i}"})
-            await w.request({"cmd": "bridge", "a": a["endpoint"], "b": b["endpoint"]})
-            pairs.append((a, b))
+            pair = await w.pair_create(f"bench{i}")  # two endpoints, bridged
+            assert pair is not None
+            pairs.append(pair)
         ctx = mp.get_context("spawn")
         ready_r, ready_w = ctx.Pipe(False)
         res_r, res_w = ctx.Pipe(False)
         go_r, go_w = ctx.Pipe(False)
-        proc = ctx.Process(target=_load, args=([(a["port"], b["port"]) for a, b in pairs], duration, ready_w, go_r, res_w))
+        proc = ctx.Process(target=_load, args=([(a.port, b.port) for a, b in pairs], duration, ready_w, go_r, res_w))
         proc.start()
         client_ports = await asyncio.get_running_loop().run_in_executor(None, ready_r.recv)
         for i, (a, b) in enumerate(pairs):  # each side's SDP: its own client socket
-            await w.request({"cmd": "endpoint.update", "endpoint": a["endpoint"], "ip": "127.0.0.1", "port": client_ports[2 * i]})
-            await w.request({"cmd": "endpoint.update", "endpoint": b["endpoint"], "ip": "127.0.0.1", "port": client_ports[2 * i + 1]})
+            await w.update(endpoint_update(a.endpoint, ip="127.0.0.1", port=client_ports[2 * i]))
+            await w.update(endpoint_update(b.endpoint, ip="127.0.0.1", port=client_ports[2 * i + 1]))
         pid = w.proc.pid  # type: ignore[attr-defined]
         if record is not None:  # every call recorded, dual-channel, by the same worker
             for i, (a, b) in enumerate(pairs):
-                await w.request({"cmd": "record.start", "a": a["endpoint"], "b": b["endpoint"],
-                                 "path": str(record / f"call{i}.wav"), "recording": f"r{i}"})
+                await w.record_start(a.endpoint, b.endpoint, path=str(record / f"call{i}.wav"), recording=f"r{i}")
         go_w.send(True)
         cpu0, t0 = _cpu(pid), time.monotonic()
         load = await asyncio.get_running_loop().run_in_executor(None, res_r.recv)
         cpu = (_cpu(pid) - cpu0) / (time.monotonic() - t0)
         proc.join()
-        stats = await w.request({"cmd": "stats"})
+        stats = await w.stats()
         loss = 1 - load["received"] / load["sent"] if load["sent"] else 1.0
         extra: dict[str, Any] = {}
         if record is not None:
-            seconds = [(await w.request({"cmd": "record.stop", "recording": f"r{i}"}))["seconds"]
+            seconds = [(await w.record_stop(f"r{i}"))["seconds"]
                        for i in range(len(pairs))]
             # real time: each file holds as many seconds as the wall clock ran (the tick kept up)
             extra = {"recordings": len(seconds), "recorded_s_min": min(seconds),

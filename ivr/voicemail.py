@@ -42,6 +42,9 @@ class VoicemailService:
         control.register_application("voicemail", self.leave_message)
         self.install_features()
 
+    def plan_changed(self, plan: Plan) -> None:
+        self.install_features()
+
     def install_features(self) -> None:
         self.control.unregister_feature(self._listen_code)
         code = self.plan_of().server.features.voicemail
@@ -177,4 +180,4 @@ class VoicemailService:
         row = await self.db.fetchone(
             f"SELECT COALESCE(SUM(heard = 0), 0) AS new, COALESCE(SUM(heard = 1), 0) AS old FROM voicemail"
             f" WHERE mailbox IN ({marks})", boxes)
-        return int(row["new"]), int(row["old"])
+        return (int(row["new"]), int(row["old"])) if row is not None else (0, 0)

@@ -33,7 +33,7 @@ from .jitter import FrameKind, JitterBuffer
 from .mixer import Member, MixPlan, Room
 from .player import Playback, PromptCache, PromptError, comfort_noise, tone
 from .recorder import Layout, Recording
-from .relay import Endpoint, EventSink, _Port
+from .relay import Endpoint, EventSink
 
 TICK = 0.02
 log = logging.getLogger("centralino.media")
@@ -636,8 +636,7 @@ class MediaEngine:
 
     def _create(self, call: str) -> Endpoint:
         rtp_sock, rtcp_sock, port = self._bind_pair()
-        ep = Endpoint(self, f"{port}-{next(self._ids)}", self.bind_ip, port, call)
-        ep.rtp, ep.rtcp = _Port(ep, False, rtp_sock), _Port(ep, True, rtcp_sock)
+        ep = Endpoint.open(self, f"{port}-{next(self._ids)}", self.bind_ip, port, call, rtp_sock, rtcp_sock)
         self.endpoints[ep.id] = ep
         self.totals["created"] += 1
         return ep

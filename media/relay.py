@@ -19,7 +19,7 @@ import socket
 import struct
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .dtmf import DtmfReceiver
 from .jitter import JitterBuffer
@@ -28,7 +28,6 @@ from .rtp import ReceiveStats, read_header
 if TYPE_CHECKING:
     from .amd import AnsweringMachineDetector, BeepDetector
     from .codecs import Decoder, Encoder
-    from .engine import MediaEngine
     from .player import Playback
 
 _RTP_HEADER = struct.Struct("!BBHII")
@@ -39,7 +38,7 @@ Address = tuple[str, int]
 EventSink = Callable[[dict[str, Any]], None]
 
 
-class _Port:
+class UdpPort:
     """One UDP socket of an endpoint (RTP or RTCP), read by hand from the event loop: opening
     one is a few synchronous calls, so a worker busy relaying answers ``pair.create`` at once
     instead of after the loop iterations an asyncio transport needs to come up."""
@@ -82,15 +81,31 @@ class _Port:
             self.sock.close()
 
 
+class EndpointSink(Protocol):
+    """What an endpoint reports to: digits it decoded from telephone-events, and events."""
+
+    def digit(self, ep: Endpoint, digit: str, duration_ms: int, method: str) -> None: ...
+
+    def emit(self, event: dict[str, Any]) -> None: ...
+
+
 class Endpoint:
-    def __init__(self, engine: MediaEngine, ident: str, ip: str, port: int, call: str) -> None:
-        self.engine = engine
+    @classmethod
+    def open(cls, sink: EndpointSink, ident: str, ip: str, port: int, call: str,
+             rtp_sock: socket.socket, rtcp_sock: socket.socket) -> Endpoint:
+        """An endpoint on an already bound RTP/RTCP socket pair, read from the running loop."""
+        ep = cls(sink, ident, ip, port, call)
+        ep.rtp, ep.rtcp = UdpPort(ep, False, rtp_sock), UdpPort(ep, True, rtcp_sock)
+        return ep
+
+    def __init__(self, sink: EndpointSink, ident: str, ip: str, port: int, call: str) -> None:
+        self.sink = sink  # who hears its keys and events (the engine)
         self.id = ident
         self.call = call
         self.ip = ip
         self.port = port
-        self.rtp: _Port | None = None
-        self.rtcp: _Port | None = None
+        self.rtp: UdpPort | None = None
+        self.rtcp: UdpPort | None = None
         self.peer: Endpoint | None = None
         self.expected: Address | None = None  # from the SDP
         self.expected_rtcp: Address | None = None
@@ -159,7 +174,7 @@ class Endpoint:
             if rate is not None:
                 digit = self.dtmf.feed(ts, data[start:end], rate)
                 if digit is not None:
-                    self.engine.digit(self, digit[0], digit[1], "rfc4733")
+                    self.sink.digit(self, digit[0], digit[1], "rfc4733")
         peer = self.peer
         if peer is not None and peer.rtp is not None:
             dest = peer.learned or peer.expected
@@ -236,7 +251,7 @@ class Endpoint:
     def _check(self) -> None:
         self._timer = None
         if time.monotonic() - self.last_rx >= self.timeout:
-            self.engine.emit({"event": "rtp.timeout", "endpoint": self.id, "call": self.call,
+            self.sink.emit({"event": "rtp.timeout", "endpoint": self.id, "call": self.call,
                               "idle": round(time.monotonic() - self.last_rx, 1)})
         else:
             self._schedule()

@@ -22,6 +22,7 @@ from typing import Any
 
 from .engine import MediaEngine
 from .ipc import CoalescingWriter, FrameDecoder, encode_frame
+from .protocol import Batch, Command, MediaClient
 
 log = logging.getLogger("centralino.media")
 
@@ -71,32 +72,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # -- the control side ----------------------------------------------------------------------------------
-class WorkerHandle:
-    index: int
-    endpoints: int = 0
-
-    async def request(self, cmd: dict[str, Any]) -> dict[str, Any]:
-        raise NotImplementedError
-
-    async def close(self) -> None:
-        raise NotImplementedError
+WorkerHandle = MediaClient  # how the control process drives one worker (media/protocol.py)
 
 
-class LocalWorker(WorkerHandle):
+class LocalWorker(MediaClient):
     """``rtp.workers: 0``: the engine runs in the control process's own loop."""
 
     def __init__(self, ip: str, low: int, high: int, on_event: EventHandler) -> None:
         self.index = 0
         self.engine = MediaEngine(ip, low, high, emit=on_event)
 
-    async def request(self, cmd: dict[str, Any]) -> dict[str, Any]:
-        return self.engine.handle(cmd)
+    async def request(self, cmd: Command | Batch) -> dict[str, Any]:
+        return self.engine.handle(dict(cmd))
 
     async def close(self) -> None:
         self.engine.close()
 
 
-class RemoteWorker(WorkerHandle):
+class RemoteWorker(MediaClient):
     def __init__(self, index: int, proc: asyncio.subprocess.Process) -> None:
         self.index = index
         self.proc = proc
@@ -107,7 +100,7 @@ class RemoteWorker(WorkerHandle):
         self.connected = asyncio.get_running_loop().create_future()
         self.reader_task: asyncio.Task[None] | None = None
 
-    async def request(self, cmd: dict[str, Any]) -> dict[str, Any]:
+    async def request(self, cmd: Command | Batch) -> dict[str, Any]:
         if self.writer is None:
             await asyncio.wait_for(asyncio.shield(self.connected), 10)
         assert self.writer is not None
@@ -153,7 +146,7 @@ class MediaPool:
         self.ports = ports
         self.count = workers
         self.on_event = on_event
-        self.workers: list[WorkerHandle] = []
+        self.workers: list[MediaClient] = []
         self._server: asyncio.AbstractServer | None = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._closing = False
@@ -201,7 +194,7 @@ class MediaPool:
         await asyncio.wait_for(asyncio.gather(*(w.connected for w in self.workers)), 15)  # type: ignore[attr-defined]
         log.info("%d media worker(s) on %s ports %d-%d", len(self.workers), self.ip, *self.ports)
 
-    def pick(self) -> WorkerHandle:
+    def pick(self) -> MediaClient:
         """The least loaded worker: both endpoints of a call live in the same one."""
         return min(self.workers, key=lambda w: w.endpoints)
 
@@ -209,7 +202,7 @@ class MediaPool:
         out = []
         for w in self.workers:
             try:
-                out.append({"worker": w.index, **(await w.request({"cmd": "stats"}))})
+                out.append({"worker": w.index, **(await w.stats())})
             except (TimeoutError, ConnectionError):
                 out.append({"worker": w.index, "ok": False})
         return out

@@ -11,7 +11,7 @@ async def load_overrides(db: Database, known: set[str]) -> ScheduleOverrides:
     for row in await db.fetchall("SELECT key, value FROM meta WHERE key LIKE 'schedule:%'"):
         name = row["key"].split(":", 1)[1]
         if name in known and row["value"] in ("open", "closed"):
-            overrides.set(name, row["value"])
+            overrides.force(name, row["value"])
     return overrides
 
 

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..config.schema import Plan
 from .security import SecurityGuard
 from .sip.auth import AuthResult, DigestCredentials, DigestServer, NonceManager
 from .sip.message import Request
@@ -42,6 +43,10 @@ class Authenticator:
         self.password_of = password_of
         self.security = security
         self.server = DigestServer(realm, NonceManager(secret, nonce_lifetime), algorithms)
+
+    def plan_changed(self, plan: Plan) -> None:
+        sip, sec = plan.server.sip, plan.server.security
+        self.configure(sip.realm or sip.domain, tuple(sec.auth_algorithms), sec.nonce_lifetime)
 
     def configure(self, realm: str, algorithms: tuple[str, ...], nonce_lifetime: float) -> None:
         self.server.realm = realm

@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..config.schema import Plan
+from .clock import Clock, LoopClock, TimerHandle
 from .security import SecurityGuard
 from .sip.dialog import new_branch, new_call_id, new_tag
 from .sip.errors import RemoteProtocolError
@@ -78,7 +80,9 @@ class SipCore:
         max_setups: int = 300,
         max_queue_delay: float = 0.2,
         spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]] | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        self.clock = clock or LoopClock()  # the transaction layer's timers run on it
         self.security = security
         self.domain = domain
         self.user_agent = user_agent
@@ -88,8 +92,7 @@ class SipCore:
         self.handlers: dict[str, Handler] = {}
         self.supported: set[str] = {"timer", "replaces"}
         self._spawn = spawn or asyncio.ensure_future
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: TimerHandle | None = None
         self._timer_at: float | None = None
         self.accepting = True
         self._inflight: set[asyncio.Task[Any]] = set()  # requests whose handler has not answered yet
@@ -115,6 +118,10 @@ class SipCore:
         return self._spawn(guarded(coro))
 
     # -- configuration -------------------------------------------------------------------------
+    def plan_changed(self, plan: Plan) -> None:
+        self.max_setups = plan.server.sip.max_setups
+        self.max_queue_delay = plan.server.sip.max_queue_delay
+
     def on(self, method: str, handler: Handler) -> None:
         self.handlers[method] = handler
 
@@ -432,10 +439,7 @@ class SipCore:
 
     # -- sans-I/O plumbing -----------------------------------------------------------------------
     def _now(self) -> float:
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
-        return loop.time()
+        return self.clock.time()
 
     def _send(self, data: bytes, flow: Flow) -> None:
         if self.transports is not None:
@@ -508,9 +512,7 @@ class SipCore:
             self._timer = None
         self._timer_at = deadline
         if deadline is not None:
-            self._now()
-            assert self._loop is not None
-            self._timer = self._loop.call_at(deadline, self._on_timer)
+            self._timer = self.clock.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None

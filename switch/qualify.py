@@ -9,6 +9,7 @@ import asyncio
 import logging
 import time
 
+from ..config.schema import Plan
 from .core import SipCore, guarded
 from .location import Binding, LocationService
 from .sip.headers import parse_name_addr
@@ -23,6 +24,9 @@ class Qualifier:
         self.location = location
         self.interval = interval
         self._last: dict[tuple[str, str], float] = {}
+
+    def plan_changed(self, plan: Plan) -> None:
+        self.interval = plan.server.registrar.qualify_interval
 
     async def run(self) -> None:
         if self.interval <= 0:

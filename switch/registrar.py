@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from email.utils import formatdate
 
-from ..config.schema import RegistrarConfig
+from ..config.schema import Plan, RegistrarConfig
 from .authentication import Authenticator
 from .core import IncomingRequest, SipCore
 from .location import Binding, LocationService
@@ -39,6 +39,9 @@ class Registrar:
         self.max_contacts_of = max_contacts_of  # None: not an extension
         self.clock = clock
         core.on("REGISTER", self.handle)
+
+    def plan_changed(self, plan: Plan) -> None:
+        self.config = plan.server.registrar
 
     async def handle(self, inc: IncomingRequest) -> Response:
         req = inc.request

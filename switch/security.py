@@ -16,7 +16,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 
-from ..config.schema import SecurityConfig
+from ..config.schema import Plan, SecurityConfig
 from ..events import SecurityEvent
 
 log = logging.getLogger("centralino.security")
@@ -44,6 +44,10 @@ class SecurityGuard:
         self.dropped_banned = 0
         self.dropped_user_agent = 0
         self.refused_locked = 0
+
+    def plan_changed(self, plan: Plan) -> None:
+        self.configure(plan.server.security)
+        self.trust([n for t in plan.trunks.values() for n in t.allow_from])
 
     def configure(self, config: SecurityConfig) -> None:
         self.config = config

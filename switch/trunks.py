@@ -5,6 +5,7 @@ trunk of a route's list to use (failover)."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
 from collections.abc import Callable
@@ -45,9 +46,20 @@ class TrunkManager:
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._plan_changed = asyncio.Event()
 
-    def plan_changed(self) -> None:
-        """Called after a reload: start or stop registrations and pings to match the plan."""
+    def plan_changed(self, plan: Plan) -> None:
+        """After a reload: start or stop registrations and pings to match the plan."""
         self._plan_changed.set()
+
+    def trunk_of(self, ip: str) -> str | None:
+        """The trunk whose allow_from contains this source address (IP authentication)."""
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return None
+        for name, trunk in self.plan_of().trunks.items():
+            if any(addr in ipaddress.ip_network(n, strict=False) for n in trunk.allow_from):
+                return name
+        return None
 
     def state(self, name: str) -> TrunkState:
         return self.states.setdefault(name, TrunkState())

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from ...storage.cdr import CdrRecord
+from ...events import CdrRecord
+from ...media.protocol import EndpointRef, MediaClient
 from ..core import IncomingRequest
 from ..sip.dialog import Dialog
 from ..sip.message import Request
@@ -58,9 +59,9 @@ class ForkState(Enum):
 
 @dataclass
 class Media:
-    worker: Any
-    a: dict[str, Any]  # endpoint facing the caller: {"endpoint", "ip", "port"}
-    b: dict[str, Any]  # endpoint facing the callee(s)
+    worker: MediaClient  # the media worker holding both endpoints
+    a: EndpointRef  # the endpoint facing the caller
+    b: EndpointRef  # the endpoint facing the callee(s)
     codecs: dict[str, str] = field(default_factory=dict)  # side → codec it speaks
 
 

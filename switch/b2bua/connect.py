@@ -133,17 +133,15 @@ class ConnectMixin:
         body = attempt.answer.body if attempt.answer is not None else b""
         if body:
             await self._point(call, "b", audio_target_of(body), chosen_codec(body))
-        await media.worker.request({"cmd": "bridge", "a": media.a["endpoint"], "b": media.b["endpoint"]})
-        await media.worker.request({"cmd": "timeout", "endpoints": [media.a["endpoint"], media.b["endpoint"]],
-                                    "seconds": self.rtp_timeout})
+        await media.worker.bridge(media.a.endpoint, media.b.endpoint)
+        await media.worker.set_timeout([media.a.endpoint, media.b.endpoint], self.rtp_timeout)
         se = _session_expires(attempt.answer) if attempt.answer is not None else None
         if se is not None:
             fork.timer = SessionTimer(se[0], we_refresh=se[1] != "uas")
             self._arm_timer(call, fork)
         agent = fork.destination.removeprefix("extension:")
         if call.recording_id is not None:
-            await media.worker.request({"cmd": "record.update", "recording": call.recording_id,
-                                        "b": media.b["endpoint"], "meta": {"agent": agent}})
+            await media.worker.record_update(call.recording_id, media.b.endpoint, {"agent": agent})
             call.recording_agent = agent
         elif call.record:
             await self.start_recording(call, agent=agent)

@@ -29,8 +29,11 @@ from ...events import (
     CallTrying,
     EventBus,
 )
+from ...media import protocol
+from ...media.protocol import MediaClient
 from ...schedules import ScheduleOverrides
 from ..authentication import Authenticator
+from ..clock import Clock, LoopClock
 from ..core import IncomingRequest, SipCore
 from ..location import LocationService
 from ..router import CallContext, Router, normalise
@@ -82,7 +85,9 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
         rtp_timeout: float = 60.0,
         trunks: Any = None,
         overrides: ScheduleOverrides | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        self.clock = clock or LoopClock()  # ring timeouts, session timers (a fake one in unit tests)
         self.overrides = overrides or ScheduleOverrides()  # day/night switch, read by the router
         self.trunks = trunks  # TrunkManager: channels, up/down
         self.core = core
@@ -314,7 +319,7 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
         ip = self.media_ip(flow)
         offer = call.caller_sdp or (inc.request.body if inc is not None else b"")
         # late offer (INVITE without SDP): the callee's 200 will carry the offer, the ACKs the answer
-        port = getattr(call.media, side)["port"]  # "a": the second leg of a call the switch placed
+        port = getattr(call.media, side).port  # "a": the second leg of a call the switch placed
         body = offer_for_callee(offer, ip, port, session_id=_session_id(call)) if offer else b""
         mf = inc.request.max_forwards if inc is not None else None
         if trunk is not None:
@@ -354,8 +359,7 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
     def _start_ringing(self, call: Call, timeout: int) -> None:
         call.state = CallState.RINGING
         call.ring_started = time.time()
-        loop = asyncio.get_running_loop()
-        call.ring_timer = loop.call_later(timeout, self._ring_timeout, call)
+        call.ring_timer = self.clock.call_later(timeout, self._ring_timeout, call)
 
     def _ring_timeout(self, call: Call) -> None:
         if call.state is not CallState.RINGING:
@@ -429,7 +433,7 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
         headers: list[tuple[str, str]] = [("Contact", self.core.contact_for(call.a_flow))]
         if resp.body and resp.status == 183 and call.inc.request.body:
             body, media_commands = self._answer_to_caller(call, fork, resp.body)
-            self.core.spawn(call.media.worker.request({"cmd": "batch", "commands": media_commands}))
+            self.core.spawn(call.media.worker.batch(media_commands))
             headers.append(("Content-Type", "application/sdp"))
         elif resp.status == 183:
             return
@@ -446,11 +450,11 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
         commands = []
         if caller_offer and callee is not None:
             # one codec from the caller's offer, the callee's if it has it; else the worker transcodes
-            new, caller = answer_with(caller_offer, self.media_ip(call.a_flow), call.media.a["port"],
+            new, caller = answer_with(caller_offer, self.media_ip(call.a_flow), call.media.a.port,
                                       session_id=_session_id(call), prefer=callee.codec)
             commands.append(self._point_command(call, "a", None, caller))
         else:
-            new = anchor(body, self.media_ip(call.a_flow), call.media.a["port"], session_id=_session_id(call))[0]
+            new = anchor(body, self.media_ip(call.a_flow), call.media.a.port, session_id=_session_id(call))[0]
         commands.append(self._point_command(call, "b", audio_target_of(body), callee))
         return new, [c for c in commands if c is not None]
 
@@ -506,9 +510,8 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
             fork.timer = SessionTimer(se[0], we_refresh=se[1] != "uas")
             self._arm_timer(call, fork)
         assert call.media is not None
-        media_commands.append({"cmd": "timeout", "endpoints": [call.media.a["endpoint"], call.media.b["endpoint"]],
-                               "seconds": self.rtp_timeout})
-        self.core.spawn(call.media.worker.request({"cmd": "batch", "commands": media_commands}))
+        media_commands.append(protocol.timeout([call.media.a.endpoint, call.media.b.endpoint], self.rtp_timeout))
+        self.core.spawn(call.media.worker.batch(media_commands))
         log.info("call %s answered by %s", call.id, fork.destination)
         self._emit(CallAnswered(call.id, destination=fork.destination))
         if call.record:
@@ -671,7 +674,7 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
         answer = inc.request.body
         if answer:
             call.caller_sdp = answer
-            body, target = anchor(answer, self.media_ip(fork.flow), call.media.b["port"],
+            body, target = anchor(answer, self.media_ip(fork.flow), call.media.b.port,
                                   session_id=_session_id(call))
             await self._point(call, "a", target)
             ack = fork.dialog.create_request("ACK", self.core.via_for(fork.flow), body=body,
@@ -727,10 +730,9 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
             media, call.media = call.media, None
             media.worker.endpoints -= 2
             try:
-                done = await media.worker.request({"cmd": "batch", "commands": [
-                    {"cmd": "endpoint.destroy", "endpoint": media.a["endpoint"]},
-                    {"cmd": "endpoint.destroy", "endpoint": media.b["endpoint"]}]})
-                call.rtp["a"], call.rtp["b"] = done["results"]
+                done = await media.worker.destroy_pair(media.a.endpoint, media.b.endpoint)
+                if done is not None:
+                    call.rtp["a"], call.rtp["b"] = done
             except (TimeoutError, ConnectionError):
                 pass
             self.by_endpoint_call.pop(call.id, None)
@@ -765,29 +767,29 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
                 self.trunks.release(name)
         call.channels.clear()
 
-    async def _ensure_media(self, call: Call, worker: Any = None) -> None:
+    async def _ensure_media(self, call: Call, worker: MediaClient | None = None) -> None:
         if call.media is not None:
             return
         worker = worker or self.media.pick()
         worker.endpoints += 2
-        pair = await worker.request({"cmd": "pair.create", "call": call.id})
-        if not pair.get("ok"):
+        pair = await worker.pair_create(call.id)
+        if pair is None:
             worker.endpoints -= 2
             raise RemoteProtocolError("no media port available", 503)
-        call.media = Media(worker, pair["a"], pair["b"])
+        call.media = Media(worker, *pair)
         self.by_endpoint_call[call.id] = call
         if call.inc is not None:  # a call the switch placed learns its first side from the partner's answer
             offer = call.inc.request.body
             update = self._point_command(call, "a", audio_target_of(offer), chosen_codec(offer))
             if update is not None:
-                await worker.request(update)
+                await worker.update(update)
 
     def on_media_event(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
         if kind == "dtmf":
             call = self.by_endpoint_call.get(str(event.get("call")))
             if call is not None and call.media is not None:
-                side = "caller" if event.get("endpoint") == call.media.a["endpoint"] else "callee"
+                side = "caller" if event.get("endpoint") == call.media.a.endpoint else "callee"
                 self.on_digit(call, str(event["digit"]), side, int(event.get("duration_ms", 0)))
             return
         if kind == "play.done":
@@ -803,7 +805,7 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
             call = self.by_endpoint_call.get(str(event.get("call")))
             if call is None or call.media is None:
                 return
-            side = "caller" if event.get("endpoint") == call.media.a["endpoint"] else "callee"
+            side = "caller" if event.get("endpoint") == call.media.a.endpoint else "callee"
             if kind == "amd":
                 self._emit(AmdResult(call.id, side=side, result=str(event.get("result")),
                                      cause=str(event.get("cause", "")), ms=int(event.get("ms") or 0)))

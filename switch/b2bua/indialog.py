@@ -3,12 +3,12 @@ other leg (hold, unhold, codec changes, DTMF), and RFC 4028 session timers."""
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 from typing import Any
 
 from ...events import CallDtmf, CallUpdated
+from ...media.protocol import EndpointUpdate, endpoint_update
 from ..core import IncomingRequest
 from ..sip.errors import RemoteProtocolError
 from ..sip.message import Response
@@ -60,7 +60,7 @@ class InDialogMixin:
         if body and is_sdp and fork is None:
             call.caller_sdp = req.body
         if body and is_sdp:
-            body, target = anchor(req.body, self.media_ip(to_flow), getattr(call.media, to_side)["port"],
+            body, target = anchor(req.body, self.media_ip(to_flow), getattr(call.media, to_side).port,
                                   session_id=str(abs(hash(call.id)) % 10**9))
             await self._point(call, from_side, target)
         headers = [("Contact", self.core.contact_for(to_flow)), ("User-Agent", self.core.user_agent)]
@@ -76,16 +76,15 @@ class InDialogMixin:
             return self.core.make_response(inc, resp.status, resp.reason)
         answer = b""
         if resp.body and resp.content_type is not None and resp.content_type.mime == "application/sdp":
-            answer, target = anchor(resp.body, self.media_ip(inc.flow), getattr(call.media, from_side)["port"],
+            answer, target = anchor(resp.body, self.media_ip(inc.flow), getattr(call.media, from_side).port,
                                     session_id=str(abs(hash(call.id)) % 10**9))
             await self._point(call, to_side, target)
         # on hold no RTP may flow: the inactivity timeout waits for the call to be resumed
         directions = {t.direction for t in (audio_target_of(req.body if is_sdp else b""), audio_target_of(answer))
                       if t is not None}
         held = bool(directions & {"sendonly", "recvonly", "inactive"})
-        await call.media.worker.request({
-            "cmd": "timeout", "endpoints": [call.media.a["endpoint"], call.media.b["endpoint"]],
-            "seconds": 0 if held else self.rtp_timeout})
+        await call.media.worker.set_timeout([call.media.a.endpoint, call.media.b.endpoint],
+                                            0 if held else self.rtp_timeout)
         call.held = held
         log.info("call %s: %s relayed (%s)", call.id, req.method, "hold" if held else "active")
         self._emit(CallUpdated(call.id, method=req.method, held=held))
@@ -118,7 +117,7 @@ class InDialogMixin:
         if not req.body or call.media is None:
             return self.core.make_response(inc, 200)
         call.caller_sdp = req.body
-        body, chosen = answer_with(req.body, self.media_ip(call.a_flow), call.media.a["port"],
+        body, chosen = answer_with(req.body, self.media_ip(call.a_flow), call.media.a.port,
                                    session_id=str(abs(hash(call.id)) % 10**9))
         await self._point(call, "a", audio_target_of(req.body), chosen)
         return self.core.make_response(inc, 200, headers=[("Contact", self.core.contact_for(call.a_flow)),
@@ -132,18 +131,18 @@ class InDialogMixin:
         media = call.media  # the call may end (and drop its media) while we await the worker
         update = self._point_command(call, side, target, chosen, signalling=signalling)
         if media is not None and update is not None:
-            return dict(await media.worker.request(update))
+            return await media.worker.update(update)
         return {}
 
     def _point_command(self, call: Call, side: str, target: Any, chosen: Any = None, *,
-                       signalling: Flow | None = None) -> dict[str, Any] | None:
+                       signalling: Flow | None = None) -> EndpointUpdate | None:
         """The worker command of ``_point`` (None when there is nothing to change), to send on
         its own or in a batch with others. ``signalling``: the flow of the side's dialog (default:
         the caller's for ``a``, the answered leg's for ``b``), for NAT-aware latching."""
         media = call.media
         if media is None or (target is None and chosen is None):
             return None
-        update: dict[str, Any] = {"cmd": "endpoint.update", "endpoint": getattr(media, side)["endpoint"]}
+        update = endpoint_update(getattr(media, side).endpoint)
         if chosen is not None:
             update.update(codec=chosen.codec, pt=chosen.pt, codecs=chosen.codecs)
             if chosen.dtmf_pt is not None:
@@ -187,12 +186,11 @@ class InDialogMixin:
         if timer is None or call.state is CallState.ENDED:
             return
         timer.cancel()
-        loop = asyncio.get_running_loop()
         if timer.we_refresh:
-            timer.handle = loop.call_later(timer.interval / 2, lambda: self.core.spawn(self._refresh(call, fork)))
+            timer.handle = self.clock.call_later(timer.interval / 2, lambda: self.core.spawn(self._refresh(call, fork)))
         else:
             grace = timer.interval - min(32, timer.interval / 3)
-            timer.handle = loop.call_later(grace, self._session_expired, call, fork)
+            timer.handle = self.clock.call_later(grace, self._session_expired, call, fork)
 
     def _session_expired(self, call: Call, fork: Fork | None) -> None:
         if call.state is CallState.ANSWERED:

@@ -64,9 +64,9 @@ class MediaOpsMixin:
         offer = call.inc.request.body
         if not offer:
             raise RemoteProtocolError("an INVITE without SDP cannot reach an application", 488)
-        body, chosen = answer_with(offer, self.media_ip(call.a_flow), call.media.a["port"],
+        body, chosen = answer_with(offer, self.media_ip(call.a_flow), call.media.a.port,
                                    session_id=str(abs(hash(call.id)) % 10**9))
-        await call.media.worker.request({"cmd": "unbridge", "endpoint": call.media.a["endpoint"], "terminate": True})
+        await call.media.worker.unbridge(call.media.a.endpoint, terminate=True)
         await self._point(call, "a", audio_target_of(offer), chosen)
         if call.state is CallState.ENDED:
             return
@@ -80,8 +80,7 @@ class MediaOpsMixin:
         call.state = CallState.ANSWERED
         call.answered_at = time.time()
         call.destination = call.destination or destination
-        await call.media.worker.request({"cmd": "timeout", "endpoints": [call.media.a["endpoint"]],
-                                         "seconds": self.rtp_timeout})
+        await call.media.worker.set_timeout([call.media.a.endpoint], self.rtp_timeout)
         self._emit(CallAnswered(call.id, destination=call.destination))
         if call.record:
             await self.start_recording(call)
@@ -102,9 +101,8 @@ class MediaOpsMixin:
         ident = f"play-{uuid.uuid4().hex[:12]}"
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiters[ident] = (call.id, fut)
-        reply = await media.worker.request({"cmd": "play", "endpoint": getattr(media, side)["endpoint"],
-                                            "items": self.resolve_prompts(names), "barge_in": barge_in,
-                                            "loop": loop, "playback": ident})
+        reply = await media.worker.play(getattr(media, side).endpoint, self.resolve_prompts(names),
+                                        playback=ident, barge_in=barge_in, loop=loop)
         if not reply.get("ok"):
             self._waiters.pop(ident, None)
             log.warning("call %s: cannot play %s: %s", call.id, names, reply.get("error"))
@@ -119,7 +117,7 @@ class MediaOpsMixin:
 
     async def stop_playing(self, call: Call, side: str = "a") -> None:
         if call.media is not None:
-            await call.media.worker.request({"cmd": "stop", "endpoint": getattr(call.media, side)["endpoint"]})
+            await call.media.worker.stop(getattr(call.media, side).endpoint)
 
     async def detect(self, call: Call, what: str, params: dict[str, Any] | None = None, *,
                      side: str = "a", timeout: float = 30.0) -> dict[str, Any] | None:
@@ -127,18 +125,19 @@ class MediaOpsMixin:
         media = call.media
         if media is None or call.state is CallState.ENDED:
             return None
-        endpoint = getattr(media, side)["endpoint"]
+        endpoint = getattr(media, side).endpoint
         if what == "dtmf":
-            await media.worker.request({"cmd": "detect", "endpoint": endpoint, "inband_dtmf": True})
+            await media.worker.detect(endpoint, inband_dtmf=True)
             return {"detecting": "dtmf"}
         if what not in ("amd", "beep"):
             raise ValueError(f"unknown detector {what!r}")
         key = (call.id, what, "caller" if side == "a" else "callee")
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._detections[key] = fut
-        command: dict[str, Any] = {"cmd": "detect", "endpoint": endpoint}
-        command[what] = dict(params or {}) if what == "amd" else True
-        reply = await media.worker.request(command)
+        if what == "amd":
+            reply = await media.worker.detect(endpoint, amd=dict(params or {}))
+        else:
+            reply = await media.worker.detect(endpoint, beep=True)
         if not reply.get("ok"):
             self._detections.pop(key, None)
             raise ValueError(f"cannot detect {what}: {reply.get('error')}")
@@ -161,9 +160,8 @@ class MediaOpsMixin:
         if media is None or own is None:
             raise ValueError("both calls need their media")
         other = "b" if agent_side == "a" else "a"
-        reply = await media.worker.request({
-            "cmd": "monitor", "mode": mode, "supervisor": own.a["endpoint"],
-            "agent": getattr(media, agent_side)["endpoint"], "caller": getattr(media, other)["endpoint"]})
+        reply = await media.worker.monitor(mode, supervisor=own.a.endpoint, agent=getattr(media, agent_side).endpoint,
+                                           caller=getattr(media, other).endpoint)
         if not reply.get("ok"):
             raise ValueError(str(reply.get("error")))
 
@@ -206,13 +204,11 @@ class MediaOpsMixin:
         bridged = call.answered is not None
         agent = agent or call.destination
         agent = agent.removeprefix("extension:")
-        reply = await media.worker.request({
-            "cmd": "record.start", "a": media.a["endpoint"], "b": media.b["endpoint"] if bridged else None,
-            "path": str(path.resolve()), "layout": cfg.recording.layout,
-            "encode": None if cfg.recording.format == "wav" else cfg.recording.format,
-            "recording": f"rec-{uuid.uuid4().hex[:12]}",
-            "meta": {"call_id": call.id, "caller": call.caller, "called": call.called,
-                     "agent": agent}})
+        reply = await media.worker.record_start(
+            media.a.endpoint, media.b.endpoint if bridged else None, path=str(path.resolve()),
+            layout=cfg.recording.layout, encode=None if cfg.recording.format == "wav" else cfg.recording.format,
+            recording=f"rec-{uuid.uuid4().hex[:12]}",
+            meta={"call_id": call.id, "caller": call.caller, "called": call.called, "agent": agent})
         if not reply.get("ok"):
             log.warning("call %s: cannot record: %s", call.id, reply.get("error"))
             return None
@@ -227,8 +223,7 @@ class MediaOpsMixin:
         if call.media is None or call.recording_id is None:
             return {"ok": False, "error": "the call is not being recorded"}
         target = (not call.recording_paused) if paused is None else paused
-        reply = await call.media.worker.request({"cmd": "record.pause", "recording": call.recording_id,
-                                                 "paused": target})
+        reply = await call.media.worker.record_pause(call.recording_id, target)
         if reply.get("ok"):
             call.recording_paused = target
             log.info("call %s: recording %s", call.id, "paused" if target else "resumed")
@@ -257,10 +252,9 @@ class MediaOpsMixin:
         ident = f"msg-{uuid.uuid4().hex[:12]}"
         done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._messages[ident] = done
-        reply = await media.worker.request({
-            "cmd": "record.start", "a": media.a["endpoint"], "b": None, "path": str(path.resolve()),
-            "layout": "left", "recording": ident, "max_seconds": max_seconds,
-            "silence_seconds": silence_seconds, "meta": {"call_id": call.id}})
+        reply = await media.worker.record_start(
+            media.a.endpoint, None, path=str(path.resolve()), layout="left", recording=ident,
+            max_seconds=max_seconds, silence_seconds=silence_seconds, meta={"call_id": call.id})
         if not reply.get("ok"):
             self._messages.pop(ident, None)
             raise RuntimeError(f"cannot record a message: {reply.get('error')}")
@@ -268,7 +262,7 @@ class MediaOpsMixin:
         try:
             await asyncio.wait([done, key_task], return_when=asyncio.FIRST_COMPLETED)
             if not done.done() and call.media is not None:
-                await call.media.worker.request({"cmd": "record.stop", "recording": ident})
+                await call.media.worker.record_stop(ident)
             return await done
         finally:
             key_task.cancel()
@@ -329,8 +323,8 @@ class MediaOpsMixin:
             return
         join_tones = cfg.join_tones if cfg is not None else True
         members = self.conferences.setdefault(room, {})
-        ep = media.a["endpoint"]
-        await media.worker.request({"cmd": "mix.join", "room": f"conf:{room}", "endpoint": ep})
+        ep = media.a.endpoint
+        await media.worker.mix_join(f"conf:{room}", ep)
         members[ep] = call
         if join_tones:
             for other in list(members.values()):
@@ -346,8 +340,7 @@ class MediaOpsMixin:
     async def set_muted(self, room: str, call_id: str, muted: bool) -> bool:
         for ep, call in self.conferences.get(room, {}).items():
             if call.id == call_id and call.media is not None:
-                reply = await call.media.worker.request({"cmd": "mix.update", "room": f"conf:{room}",
-                                                         "endpoint": ep, "talks": not muted})
+                reply = await call.media.worker.mix_update(f"conf:{room}", ep, talks=not muted)
                 return bool(reply.get("ok"))
         return False
 

@@ -87,7 +87,7 @@ class TransferMixin:
         self.core.send_response(inc, self.core.make_response(inc, 202))
         self._notify(transferor, "SIP/2.0 100 Trying", terminated=False)
         # 1. the target now sends to and receives from this call's callee-facing endpoint
-        offer, _ = anchor(call.caller_sdp or call.inc.request.body, self.media_ip(target.flow), call.media.b["port"],
+        offer, _ = anchor(call.caller_sdp or call.inc.request.body, self.media_ip(target.flow), call.media.b.port,
                           session_id=str(abs(hash(call.id)) % 10**9))
         reinvite = target.dialog.create_request(
             "INVITE", self.core.via_for(target.flow), body=offer, contact=self.core.contact_for(target.flow),
@@ -124,7 +124,7 @@ class TransferMixin:
 
     async def _resume_caller(self, call: Call) -> None:
         assert call.a_dialog is not None and call.media is not None
-        body, _ = anchor(call.caller_sdp or call.inc.request.body, self.media_ip(call.a_flow), call.media.a["port"],
+        body, _ = anchor(call.caller_sdp or call.inc.request.body, self.media_ip(call.a_flow), call.media.a.port,
                          session_id=str(abs(hash(call.id)) % 10**9))
         body = body.replace(b"a=sendonly", b"a=sendrecv").replace(b"a=recvonly", b"a=sendrecv").replace(
             b"a=inactive", b"a=sendrecv")
@@ -138,8 +138,7 @@ class TransferMixin:
             self.core.send_stateless(ack, call.a_flow)
             await self._point(call, "a", audio_target_of(resp.body) if resp.body else None)
             call.held = False
-            await call.media.worker.request({"cmd": "timeout", "seconds": self.rtp_timeout,
-                                             "endpoints": [call.media.a["endpoint"], call.media.b["endpoint"]]})
+            await call.media.worker.set_timeout([call.media.a.endpoint, call.media.b.endpoint], self.rtp_timeout)
 
     async def _repoint_to(self, call: Call, transferor: Fork, new: Fork, target: Any) -> None:
         """The callee-facing endpoint now talks to the transfer target; the transferor's leg

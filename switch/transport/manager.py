@@ -12,7 +12,7 @@ import ssl
 import time
 from typing import Protocol
 
-from ...config.schema import ListenAddress
+from ...config.schema import ListenAddress, Plan
 from ..security import SecurityGuard
 from ..sip.errors import RemoteProtocolError
 from ..sip.message import Message
@@ -246,6 +246,12 @@ class TransportManager:
                 self._source_cache.clear()
             self._source_cache[remote_ip] = cached
         return cached
+
+    def plan_changed(self, plan: Plan) -> None:
+        sip = plan.server.sip
+        self.idle_timeout = sip.tcp_idle_timeout
+        self.max_connections, self.max_per_source = sip.tcp_max_connections, sip.tcp_max_per_source
+        self.message_timeout = sip.tcp_message_timeout
 
     def admit_connection(self, ip: str) -> bool:
         """At accept, before anything is read: banned sources, and connections beyond the total
