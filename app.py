@@ -22,6 +22,7 @@ from .api.server import ApiServer
 from .config.loader import LoadedPlan, PlanInvalid, load_plan
 from .config.reloadable import Reloadable
 from .config.schema import Plan
+from .dialer.service import DialerService
 from .events import EventBus
 from .ivr.engine import IvrService
 from .ivr.voicemail import VoicemailService
@@ -138,10 +139,11 @@ class Switch:
         self.supervision = Supervision(self.b2bua, lambda: self.plan)
         self.mwi = MwiNotifier(self.core, self.auth, lambda: self.plan, lambda ext: self.voicemail.counts_for(ext))
         self.voicemail = VoicemailService(self.b2bua, lambda: self.plan, self.db, self.mwi, self.bus)
+        self.dialer = DialerService(self.b2bua, lambda: self.plan, self.acd, self.bus, self.db)
         await self.acd.restore_agents()
         self.reloadables: list[Reloadable] = [  # every service that follows the plan, in one place
             self.security, self.auth, self.core, self.transports, self.registrar, self.trunks, self.overrides,
-            self.acd, self.supervision, self.voicemail,
+            self.acd, self.supervision, self.voicemail, self.dialer,
         ]
         try:
             # Bind first, so that a busy port is a plain error rather than a task-group failure.
@@ -384,6 +386,7 @@ class Switch:
         deadline = time.monotonic() + self.options.drain_seconds
         await self.b2bua.drain(deadline)
         self.mwi.close()
+        self.dialer.stop_all()
         if not await self.core.drain(max(0.1, deadline - time.monotonic())):
             log.warning("shutdown: requests still unanswered after %.0fs", self.options.drain_seconds)
         await asyncio.sleep(0.05)  # let the last BYEs leave

@@ -157,7 +157,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(
             f"{loaded.source}: OK ({_plural(len(plan.extensions), 'extension')}, "
             f"{_plural(len(plan.trunks), 'trunk')}, {_plural(len(plan.routes), 'route')}, "
-            f"{_plural(len(plan.queues), 'queue')})"
+            f"{_plural(len(plan.queues), 'queue')}"
+            + (f", {_plural(len(plan.campaigns), 'campaign')})" if plan.campaigns else ")")
         )
         for warning in loaded.errors_for(warnings_for(plan)):
             print(f"{warning} (warning)")
@@ -174,14 +175,15 @@ def _data_dir(args: argparse.Namespace) -> Path | None:
     return None if path == ":memory:" else Path(path).resolve().parent
 
 
-def _request_switch(args: argparse.Namespace, method: str, path: str, payload: bytes = b"") -> tuple[int, Any]:
+def _request_switch(args: argparse.Namespace, method: str, path: str, payload: bytes = b"",
+                    timeout: float = 10.0) -> tuple[int, Any]:
     """Call the running switch's control API with its local credential; exit 1 with a clear
     message if none answers or it refuses us."""
     from .api.server import call_api
 
     address = _api_address(args)
     try:
-        status, data = call_api(address, method, path, payload, data_dir=_data_dir(args))
+        status, data = call_api(address, method, path, payload, timeout, data_dir=_data_dir(args))
     except OSError as exc:
         print(f"centralino {args.command}: no switch answering on {address}: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
@@ -282,6 +284,158 @@ def cmd_security(args: argparse.Namespace) -> int:
     print(f"dropped: {data['dropped_rate_limited']} rate-limited, {data['dropped_banned']} from banned sources, "
           f"{data['dropped_user_agent']} scanner User-Agents; {data['refused_locked']} attempts on locked users")
     return 0
+
+
+def _campaign_or_exit(plan: Any, name: str) -> Any:
+    if name not in plan.campaigns:
+        known = ", ".join(plan.campaigns) or "none in this plan"
+        print(f"centralino campaign: no campaign {name!r} (known: {known})", file=sys.stderr)
+        raise SystemExit(2)
+    return plan.campaigns[name]
+
+
+def _db_for(plan: Any) -> str:
+    from .storage.database import storage_path
+
+    return storage_path(plan.server.storage)
+
+
+def _sync_migrated(path: str) -> sqlite3.Connection:
+    """The plan's database, created and migrated if the switch never ran (an import before the
+    first start)."""
+    from .private_files import private_file
+    from .storage.migrations import MIGRATIONS
+
+    private_file(Path(path))
+    conn = sqlite3.connect(path)
+    conn.row_factory = sqlite3.Row
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    current = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0
+    for version, sql in MIGRATIONS:
+        if version > current:
+            conn.executescript(sql)
+            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+            conn.commit()
+    return conn
+
+
+def cmd_campaign(args: argparse.Namespace) -> int:
+    """import/export leads, a dry run of who would be dialled, and start/pause/stop/status."""
+    if args.action in ("start", "pause", "stop", "status"):
+        return _campaign_on_switch(args)  # the running switch's plan is the one that counts
+    plan = _plan_or_exit(args.config)
+    campaign = _campaign_or_exit(plan, args.name)
+    if args.action == "import":
+        from .dialer.compliance import read_dnc
+        from .dialer.leads import import_statements, read_leads_file
+
+        args.file = args.file or campaign.leads
+        if not args.file:
+            print(f"centralino campaign import: give a CSV file (campaign {args.name} has no leads: file)",
+                  file=sys.stderr)
+            return 2
+        try:
+            report = read_leads_file(args.file, campaign.region)
+        except OSError as exc:
+            print(f"centralino campaign import: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+            return 2
+        except UnicodeDecodeError:
+            print(f"centralino campaign import: {args.file} is not UTF-8 text", file=sys.stderr)
+            return 2
+        dnc = read_dnc(campaign.dnc, campaign.region) if campaign.dnc else set()
+        conn = _sync_migrated(_db_for(plan))
+        with conn:
+            for sql, params in import_statements(args.name, report.rows, dnc, str(args.file)):
+                conn.execute(sql, params)
+        for line, why in report.errors:
+            print(f"{args.file}:{line}: {why}", file=sys.stderr)
+        blocked = sum(1 for r in report.rows if r.phone in dnc)
+        print(f"imported {len(report.rows)} leads into {args.name} ({report.duplicates} duplicates merged, "
+              f"{blocked} on a do-not-call list, {len(report.errors)} rows skipped)")
+        return 1 if report.errors and not report.rows else 0
+    if args.action == "export":
+        from .dialer.leads import export_rows
+
+        conn = _sync_migrated(_db_for(plan))
+        rows = [dict(r) for r in conn.execute("SELECT * FROM leads WHERE campaign = ? ORDER BY id", (args.name,))]
+        attempts: dict[int, list[dict[str, Any]]] = {}
+        for r in conn.execute("SELECT lead_id, at, outcome, ring_seconds, agent, sip_status, amd FROM lead_attempts"
+                              " WHERE campaign = ? ORDER BY at", (args.name,)):
+            row = dict(r)
+            attempts.setdefault(int(row.pop("lead_id")), []).append(row)
+        sys.stdout.write(export_rows(rows, attempts, args.format))
+        return 0
+    if args.action == "plan":
+        from .dialer.compliance import Window, read_dnc
+        from .dialer.leads import DIALABLE
+
+        zone = local_zone()
+        at = parse_when(args.at, zone) if args.at else datetime.now(zone)
+        conn = _sync_migrated(_db_for(plan))
+        window = Window(campaign.calling_hours, campaign.days)
+        dnc = read_dnc(campaign.dnc, campaign.region) if campaign.dnc else set()
+        print(f"campaign {args.name} at {at.isoformat()}: calling hours {campaign.calling_hours} {campaign.days} "
+              "in each callee's local time")
+        counts = {"dial": 0, "not": 0}
+        for r in conn.execute("SELECT * FROM leads WHERE campaign = ? ORDER BY next_at, id", (args.name,)):
+            state = r["state"]
+            if state not in {s.value for s in DIALABLE}:
+                why = {"dnc": "on a do-not-call list", "invalid": "invalid number"}.get(
+                    state, f"{state} ({r['last_outcome'] or 'no outcome'}, {r['attempts']} attempt(s))")
+                verdict = "no"
+            elif r["phone"] in dnc:
+                verdict, why = "no", "on a do-not-call list"
+            elif r["next_at"] and r["next_at"] > at.timestamp():
+                verdict = "no"
+                why = f"retry at {datetime.fromtimestamp(r['next_at'], zone).isoformat(timespec='minutes')}"
+            else:
+                ok, why = window.may_call(r["phone"], r["timezone"], at)
+                verdict = "dial" if ok else "no"
+            counts["dial" if verdict == "dial" else "not"] += 1
+            print(f"  {verdict:<4} {r['phone']:<16} {r['name'][:20]:<20} {why}")
+        print(f"{counts['dial']} would be dialled now, {counts['not']} not")
+        return 0
+    raise AssertionError(args.action)
+
+
+def _campaign_on_switch(args: argparse.Namespace) -> int:
+    payload = json.dumps({"campaign": args.name, "action": args.action}).encode()
+    status, data = _request_switch(args, "POST", "/campaigns", payload)
+    if status != 200:
+        print(f"centralino campaign: {data.get('error')}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    w = data["abandonment"]
+    print(f"campaign {data['campaign']} ({data['mode']}): {data['state']}" + (f" — {data['reason']}" if data["reason"] else ""))
+    print("  leads: " + ", ".join(f"{k} {v}" for k, v in sorted(data["leads"].items())) or "  leads: none")
+    print(f"  dialled {data['dialled']}, answered {data['answered']}, abandoned {data['abandoned']}; "
+          f"abandonment 30 days {100 * w['30d']['rate']:.2f}% ({w['30d']['abandoned']}/{w['30d']['answered']}), "
+          f"24 h {100 * w['24h']['rate']:.2f}% ({w['24h']['abandoned']}/{w['24h']['answered']})")
+    print("  outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(data["outcomes"].items())))
+    print(f"  AMD machine share {100 * data['amd_machine_share']:.0f}%, agents {data['agents']}, "
+          f"talk {data['talk_minutes_per_agent_hour']} min per agent-hour, in flight {data['in_flight']}")
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    """The switch's recent events as JSON lines; --follow keeps waiting for more (Ctrl-C ends)."""
+    since = 0
+    try:
+        while True:
+            payload = json.dumps({"since": since, "wait": 20 if args.follow else 0, "types": args.type}).encode()
+            status, data = _request_switch(args, "POST", "/events", payload, timeout=30.0)
+            if status != 200:
+                print(f"centralino events: {data.get('error')}", file=sys.stderr)
+                return 1
+            for event in data["events"]:
+                print(json.dumps(event, ensure_ascii=False), flush=True)
+            since = data["next"]
+            if not args.follow:
+                return 0
+    except KeyboardInterrupt:
+        return 0
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
@@ -400,6 +554,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .storage.queue_log import load
 
     plan = _plan_or_exit(args.config)
+    if args.campaign:
+        return _campaign_report(args, plan, args.db or storage_path(plan.server.storage))
     events = load(args.db or storage_path(plan.server.storage), _epoch(args.since), _epoch(args.until))
     if args.queue:
         calls = {e.call_id for e in events if e.queue == args.queue}
@@ -407,6 +563,22 @@ def cmd_report(args: argparse.Namespace) -> int:
     thresholds = {n: q.service_level for n, q in plan.queues.items()}
     rows = summarize(events, args.by, interval=args.interval * 60, thresholds=thresholds)
     sys.stdout.write(to_csv(rows) if args.format == "csv" else json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+def _campaign_report(args: argparse.Namespace, plan: Any, db: str) -> int:
+    from .acd.stats import to_csv
+    from .dialer.report import summarize_attempts
+
+    _campaign_or_exit(plan, args.campaign)
+    by = {"queue": "campaign", "did": "campaign", "source": "campaign"}.get(args.by, args.by)
+    conn = _sync_migrated(db)
+    rows = [dict(r) for r in conn.execute(
+        "SELECT a.*, l.disposition FROM lead_attempts a JOIN leads l ON l.id = a.lead_id"
+        " WHERE a.campaign = ? AND a.at >= ? AND a.at < ? ORDER BY a.at",
+        (args.campaign, _epoch(args.since) or 0.0, _epoch(args.until) or float("inf")))]
+    out = summarize_attempts(rows, by, interval=args.interval * 60, zone=local_zone())
+    sys.stdout.write(to_csv(out) if args.format == "csv" else json.dumps(out, indent=2) + "\n")
     return 0
 
 
@@ -459,6 +631,27 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--api", help="the control API address HOST:PORT (overrides --config)")
     se.set_defaults(func=cmd_security)
 
+    cp = sub.add_parser("campaign", help="outbound campaigns: import/export leads, plan (dry run), start/pause/stop/status")
+    cp.add_argument("action", choices=["import", "export", "plan", "start", "pause", "stop", "status"])
+    cp.add_argument("name", help="the campaign (as in the plan's campaigns:)")
+    cp.add_argument("file", nargs="?", help="import: the leads CSV (a phone column; timezone, name, any others); "
+                    "default: the campaign's leads: file")
+    cp.add_argument("--format", choices=["csv", "json"], default="csv", help="export")
+    cp.add_argument("--at", type=_when_text, help="plan: the moment to judge (default now; local zone unless given)")
+    cp.add_argument("--json", action="store_true")
+    cp.add_argument("--config", "-c")
+    cp.add_argument("--api", help="the control API address HOST:PORT (start/pause/stop/status)")
+    cp.set_defaults(func=cmd_campaign)
+
+    ev = sub.add_parser("events", help="the running switch's recent events as JSON lines (calls, queues, "
+                        "agents, the dialer's attempts and lead cards)")
+    ev.add_argument("--type", action="append", default=[], metavar="PREFIX",
+                    help="only events whose type starts so, e.g. dialer. or queue.connected (repeatable)")
+    ev.add_argument("--follow", "-f", action="store_true", help="keep printing events as they come")
+    ev.add_argument("--config", "-c", help="the plan the switch runs (to find its API address)")
+    ev.add_argument("--api", help="the control API address HOST:PORT (overrides --config)")
+    ev.set_defaults(func=cmd_events)
+
     sc = sub.add_parser("schedule", help="show opening-hours schedules, or force one open/closed (day/night)")
     sc.add_argument("name", nargs="?", help="the schedule (all when omitted)")
     sc.add_argument("mode", nargs="?", choices=["open", "closed", "auto"], help="auto: back to its hours")
@@ -499,6 +692,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--by", choices=["queue", "agent", "interval", "did", "source", "disposition"], default="queue")
     rp.add_argument("--interval", type=int, default=60, help="minutes per row with --by interval")
     rp.add_argument("--queue", help="only this queue's calls")
+    rp.add_argument("--campaign", help="a dialer campaign's attempts instead (by campaign, agent, interval "
+                    "or disposition)")
     rp.add_argument("--since", type=_when_arg, help="ISO time (local zone unless given) or epoch seconds")
     rp.add_argument("--until", type=_when_arg, help="ISO time (local zone unless given) or epoch seconds")
     rp.add_argument("--format", choices=["csv", "json"], default="csv")

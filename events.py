@@ -66,6 +66,8 @@ class CdrRecord:
     rtp_rx: int | None = None
     rtp_lost: int | None = None
     rtp_jitter_ms: float | None = None
+    campaign: str = ""  # the dialer's calls: their campaign and lead
+    lead_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +297,56 @@ QUEUE_EVENT_FOR: dict[str, type[QueueEventBase]] = {
 def queue_event(row: QueueLogRow) -> QueueEventBase:
     """The bus event of a queue-log row."""
     return QUEUE_EVENT_FOR.get(row.event, QueueLeft)(row=row, at=row.at)
+
+
+# -- the dialer -----------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class DialerAttempt(Event):
+    """One attempt of a campaign ended: the lead, the number, how (the lead life cycle's outcome)."""
+
+    type: ClassVar[str] = "dialer.attempt"
+    campaign: str
+    lead_id: int
+    phone: str
+    outcome: str
+    call_id: str
+    ring_seconds: float
+    sip_status: int | None = None
+    amd: str = ""
+    agent: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LeadConnected(CallEvent):
+    """A campaign call reached an agent: the lead's fields go with it (the agent desktop's card)."""
+
+    type: ClassVar[str] = "dialer.connected"
+    campaign: str
+    lead_id: int
+    agent: str
+    phone: str
+    name: str
+    fields: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class DispositionSet(Event):
+    type: ClassVar[str] = "dialer.disposition"
+    campaign: str
+    lead_id: int
+    agent: str
+    disposition: str
+    callback_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignStateChanged(Event):
+    """A campaign started, paused, stopped, ran out of leads, or its pacer fell back (and why)."""
+
+    type: ClassVar[str] = "dialer.campaign"
+    campaign: str
+    state: str
+    reason: str
 
 
 # -- registrations, trunks, security --------------------------------------------------------------------

@@ -14,7 +14,8 @@ from .config.schema import Plan, Schedule
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-def _days(spec: str) -> set[int]:
+def weekdays(spec: str) -> set[int]:
+    """'mon-fri,sun' → {0, 1, 2, 3, 4, 6} (ranges may wrap: 'sat-mon')."""
     out: set[int] = set()
     for part in spec.split(","):
         lo, _, hi = part.strip().partition("-")
@@ -24,7 +25,8 @@ def _days(spec: str) -> set[int]:
     return out
 
 
-def _span(text: str) -> tuple[time, time]:
+def time_span(text: str) -> tuple[time, time]:
+    """'09:00-21:00' → (09:00, 21:00); '24:00' is the end of the day."""
     lo, _, hi = text.strip().partition("-")
     h1, m1 = (int(x) for x in lo.split(":"))
     h2, m2 = (int(x) for x in hi.split(":"))
@@ -40,9 +42,9 @@ def is_open(schedule: Schedule, at: datetime) -> tuple[bool, str]:
     if local.date() in schedule.holidays:
         return False, f"{local:%Y-%m-%d} is a holiday"
     for days, spans in schedule.open.items():
-        if local.weekday() in _days(days):
+        if local.weekday() in weekdays(days):
             for span in str(spans).split(","):
-                start, end = _span(span)
+                start, end = time_span(span)
                 if start <= local.time() < end:
                     return True, f"{local:%a %H:%M} {schedule.timezone} is within {days} {span.strip()}"
     return False, f"{local:%a %H:%M} {schedule.timezone} is outside opening hours"

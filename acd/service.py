@@ -311,6 +311,85 @@ class AcdService:
         self._flush_changes()
         self.kick()
 
+    # -- calls placed by the dialer ----------------------------------------------------------------------
+    async def connect_within(self, call: Call, queue: str, within: float, *, priority: int = 100,
+                             on_connected: Callable[[str], None] | None = None) -> bool:
+        """A call answered elsewhere — the dialer's, a person has just spoken — needs an agent of
+        ``queue`` now: the strategy's pick is rung and bridged if that happens within ``within``
+        seconds. False when it did not (the dialer plays the safe-harbour message: abandoned);
+        True once the call has ended after talking to the agent (``on_connected(agent)`` at the
+        moment they were bridged)."""
+        now = time.time()
+        deadline = now + within
+        caller = Caller(call.id, queue, now, caller=call.caller, did=call.did, priority=priority)
+        try:
+            position = self.distributor.enqueue(caller, now)
+        except QueueRejected:
+            return False
+        self._log(QueueLogRow(now, "ENTER", call.id, queue, caller=call.caller, did=call.did, position=position))
+        session = Waiting(call, caller)
+        self.waiting[call.id] = session
+        rules = self.plan_of().queues[queue]
+        try:
+            self.kick()
+            while call.state is CallState.ANSWERED:
+                remaining = deadline - time.time()
+                if remaining <= 0:
+                    break
+                try:
+                    signal = await asyncio.wait_for(session.signals.get(), remaining)
+                except TimeoutError:
+                    break
+                if not isinstance(signal, Offer):
+                    break  # the queue emptied
+                rung = self._ringing(caller, signal)
+                result = await self.control.ring(call, list(signal.agents), max(1.0, deadline - time.time()))
+                now = time.time()
+                if call.state is CallState.ENDED:
+                    self._abandoned(caller, now)
+                    return False
+                if isinstance(result, int):
+                    self._missed(caller, signal, result, rules, now)
+                    continue
+                ext = result.destination.removeprefix("extension:")
+                self.distributor.answered(caller, ext, now)
+                self.waiting.pop(call.id, None)
+                if on_connected is not None:
+                    on_connected(ext)
+                await self._talk(call, caller, ext, result, rung, now)
+                return True
+            now = time.time()
+            pos = self.distributor.remove(caller, now)
+            self._log(QueueLogRow(now, "ABANDON", call.id, queue, caller=call.caller, did=call.did, position=pos,
+                                 wait=round(now - caller.entered, 3), reason="no agent in time"))
+            return False
+        finally:
+            self.waiting.pop(call.id, None)
+            self.distributor.remove(caller, time.time())
+            self.kick()
+
+    def free_agents(self, queue: str) -> list[str]:
+        """Extensions of ``queue``'s agents that are available and reachable, longest idle first
+        (the dialer's preview mode offers each of them a lead)."""
+        free = [a for a in self.distributor.agents.values()
+                if queue in a.queues and a.state is AgentState.AVAILABLE and self._reachable(a.extension)]
+        return [a.extension for a in sorted(free, key=lambda a: a.idle_since)]
+
+    def pacing_view(self, queue: str, now: float) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
+        """For the dialer's pacer: agents of ``queue`` free and reachable, how long each talking
+        one has talked, how much wrap-up each one in wrap-up has left."""
+        ready, busy, wrapping = 0, [], []
+        for agent in self.distributor.agents.values():
+            if queue not in agent.queues:
+                continue
+            if agent.state is AgentState.AVAILABLE and self._reachable(agent.extension):
+                ready += 1
+            elif agent.state in (AgentState.ON_CALL, AgentState.RINGING):
+                busy.append(max(0.0, now - agent.since))
+            elif agent.state is AgentState.WRAPUP:
+                wrapping.append(max(0.0, agent.wrapup_until - now))
+        return ready, tuple(busy), tuple(wrapping)
+
     # -- callback in queue ------------------------------------------------------------------------------
     async def _watch_callback_key(self, session: Waiting, rules: Queue) -> None:
         """The caller may press the callback key once it has been offered (after offer_after)."""

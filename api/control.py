@@ -14,11 +14,14 @@ from typing import Any, Protocol
 from ..acd.service import AcdService
 from ..acd.supervision import Supervision
 from ..config.schema import Plan, mailbox_for
+from ..dialer.service import DialerService
+from ..events import EventBus
 from ..ivr.voicemail import VoicemailService
 from ..media.worker import MediaPool
 from ..switch.b2bua.call import Call, CallState
 from ..switch.b2bua.control import CallControl
 from ..switch.security import SecurityGuard
+from .events import EventTail
 from .server import ApiServer
 
 Reply = tuple[int, Any]
@@ -39,6 +42,8 @@ class ControlledSwitch(Protocol):
     acd: AcdService
     supervision: Supervision
     voicemail: VoicemailService
+    dialer: DialerService
+    bus: EventBus
     media: MediaPool
     security: SecurityGuard
 
@@ -174,7 +179,55 @@ def install_routes(api: ApiServer, sw: ControlledSwitch) -> None:
                 return 404, {"ok": False, "error": f"user {args['unlock']} is not locked"}
         return 200, sw.security_state(now)
 
+    async def campaigns(body: bytes) -> Reply:
+        """GET: every campaign's status; POST {"campaign": NAME, "action": "start|pause|stop|status"}."""
+        if not body:
+            return 200, {"campaigns": [await r.status() for r in sw.dialer.runners.values()]}
+        args = _args(body)
+        try:
+            return 200, await sw.dialer.action(str(args.get("campaign", "")), str(args.get("action", "status")))
+        except KeyError as exc:
+            return 404, {"ok": False, "error": str(exc.args[0])}
+        except ValueError as exc:
+            return 400, {"ok": False, "error": str(exc)}
+
+    async def disposition(body: bytes) -> Reply:
+        """{"agent": "1002", "disposition": "paid"} (the agent's latest campaign call), or with
+        "campaign" and "lead"; "callback_at" (epoch) and "callback_agent" for a callback."""
+        args = _args(body)
+        lead = args.get("lead")
+        try:
+            reply = await sw.dialer.disposition(
+                str(args.get("agent", "")), str(args.get("disposition", "")),
+                lead=int(lead) if lead is not None else None, campaign=args.get("campaign"),
+                callback_at=float(args["callback_at"]) if args.get("callback_at") else None,
+                callback_agent=str(args.get("callback_agent", "")))
+        except KeyError as exc:
+            return 404, {"ok": False, "error": str(exc.args[0])}
+        except ValueError as exc:
+            return 400, {"ok": False, "error": str(exc)}
+        return 200, reply
+
+    tail = EventTail(sw.bus)
+
+    async def events(body: bytes) -> Reply:
+        """{"since": SEQ, "wait": SECONDS, "types": ["dialer.", "queue."]}: the events after SEQ
+        (type prefixes; all without), waiting up to ``wait`` (≤ 25 s) for one to come; "next"
+        is the ``since`` of the following poll."""
+        args = _args(body)
+        try:
+            since = int(args.get("since", 0))
+            wait = float(args.get("wait", 0))
+            types = tuple(str(t) for t in args.get("types") or ())
+        except (TypeError, ValueError) as exc:
+            return 400, {"ok": False, "error": f"bad events request: {exc}"}
+        found, last = await tail.wait(since, types, wait)
+        return 200, {"events": found, "next": last}
+
     for method, path, handler in (
+        ("POST", "/events", events),
+        ("GET", "/campaigns", campaigns), ("POST", "/campaigns", campaigns),
+        ("POST", "/campaigns/disposition", disposition),
         ("GET", "/status", status), ("GET", "/media", media), ("POST", "/reload", reload),
         ("GET", "/security", security), ("POST", "/security", security), ("POST", "/voicemail", voicemail),
         ("GET", "/monitor", monitor), ("POST", "/monitor", monitor), ("GET", "/schedules", schedules),

@@ -15,6 +15,11 @@ from ..media.codecs import make_encoder
 def write_g711a_pcap(path: Path, seconds: float, *, freq: float = 1000.0) -> Path:
     t = np.arange(int(seconds * 8000)) / 8000
     pcm = (0.25 * 32767 * np.sin(2 * np.pi * freq * t)).astype(np.int16)
+    return write_pcm_pcap(path, pcm)
+
+
+def write_pcm_pcap(path: Path, pcm: np.ndarray) -> Path:
+    """Any 8 kHz 16-bit audio (speech, a beep) as an A-law RTP pcap SIPp can play."""
     encoder = make_encoder("PCMA")
     out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
     for i in range(len(pcm) // 160):

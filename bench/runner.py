@@ -31,7 +31,7 @@ RESULTS = Path("bench") / "results"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", nargs="?", default=None,
-                   choices=["register", "calls", "calls-rtp", "relay", "mixer", "amd", "acd"],
+                   choices=["register", "calls", "calls-rtp", "relay", "mixer", "amd", "acd", "dialer", "dialer-live"],
                    help="default: calls when a --peer is named, else register")
     p.add_argument("--hold", type=float, default=3.0,
                    help="calls-rtp: seconds each call lasts with audio both ways (concurrent calls ≈ rate × hold)")
@@ -42,6 +42,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calls", type=int, default=500000, help="acd: simulated calls per agent count")
     p.add_argument("--seed", type=int, default=1, help="acd: random seed")
     p.add_argument("--json", action="store_true", help="acd: also print the results as JSON")
+    p.add_argument("--shifts", type=int, default=30, help="dialer: simulated shifts per scenario and pacer")
+    p.add_argument("--hours", type=float, default=4.0, help="dialer: hours per shift")
+    p.add_argument("--dialer-agents", dest="dialer_agents", type=int, nargs="*", default=[],
+                   help="dialer: only the scenarios with these agent counts (5, 20, 100)")
+    p.add_argument("--pacers", nargs="*", default=[],
+                   help="dialer: pacers to compare (progressive, 'power 2.0', VICIdial-style, predictive)")
+    p.add_argument("--live-agents", dest="live_agents", type=int, default=20,
+                   help="dialer-live: agents (extensions on one SIPp phone)")
+    p.add_argument("--minutes", type=float, default=4.0, help="dialer-live: how long the campaign runs")
+    p.add_argument("--talk", type=float, default=30.0, help="dialer-live: seconds a person talks before hanging up")
+    p.add_argument("--wrapup", type=int, default=5, help="dialer-live: the queue's wrap-up, seconds")
     p.add_argument("--streams", type=int, nargs="+", default=[100, 500, 1000],
                    help="relay: concurrent calls to relay through one media worker")
     p.add_argument("--record", action="store_true", help="relay: also record every call (dual-channel)")
@@ -144,6 +155,15 @@ def main(args: argparse.Namespace) -> int:
         from .acd_sim import main as acd_main
 
         return acd_main(args)
+    if args.scenario == "dialer":
+        from .dialer_sim import main as dialer_main
+
+        args.agents = args.dialer_agents
+        return dialer_main(args)
+    if args.scenario == "dialer-live":
+        from .dialer_live import main as live_main
+
+        return live_main(args)
     if args.scenario in ("mixer", "amd"):
         from .media import main as media_main
 
@@ -319,35 +339,12 @@ def _media_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, flo
 def _answering_uas(work: Path, sip_port: int, user: tuple[str, str], *, echo: bool = False) -> subprocess.Popen:
     """A SIPp UAS answering every call (echoing its RTP with ``echo``), registered as the first
     bench extension."""
-    import socket
-
-    from ..switch.sip.auth import DigestClient
-    from ..switch.sip.message import Request
-    from ..switch.sip.parser import parse_datagram
-    from ..switch.sip.uri import parse_uri
-    from .sipp import start_sipp
+    from .sipp import register_contact, start_sipp
 
     port = _free_port(2)
     uas = start_sipp("uas_echo.xml", local_ip="127.0.0.1", port=port, media_port=_free_port(2),
                      count=10_000_000, log_dir=work, extra=["-rtp_echo"] if echo else None)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(2)
-    name, password = user
-    auth = None
-    for cseq in (1, 2):
-        headers = [("Via", f"SIP/2.0/UDP 127.0.0.1:{sock.getsockname()[1]};branch=z9hG4bKbench{cseq};rport"),
-                   ("Max-Forwards", "70"), ("From", f"<sip:{name}@bench.local>;tag=b"), ("To", f"<sip:{name}@bench.local>"),
-                   ("Call-ID", "bench-register"), ("CSeq", f"{cseq} REGISTER"),
-                   ("Contact", f"<sip:{name}@127.0.0.1:{port}>"), ("Expires", "3600")]
-        if auth:
-            headers.append(("Authorization", auth))
-        sock.sendto(Request("REGISTER", parse_uri("sip:bench.local"), headers).serialize(), ("127.0.0.1", sip_port))
-        resp = parse_datagram(sock.recvfrom(65535)[0])
-        if resp.status == 401:
-            challenge = DigestClient.pick(resp.header_values("WWW-Authenticate"))
-            auth = DigestClient(name, password).authorize(challenge, "REGISTER", "sip:bench.local")
-    sock.close()
+    register_contact(("127.0.0.1", sip_port), user[0], user[1], ("127.0.0.1", port), "bench.local")
     return uas
 
 

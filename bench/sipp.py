@@ -221,3 +221,49 @@ def write_users_csv(path: Path, users: list[tuple[str, str]], domain: str) -> Pa
     lines += [f"{u};[authentication username={u} password={p}];{domain};" for u, p in users]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def scenario_copy(name: str, directory: Path, **placeholders: str | Path) -> Path:
+    """A copy of one of our scenarios with its placeholders (e.g. AGENT_PCAP) filled in."""
+    text = (SCENARIOS / name).read_text()
+    for key, value in placeholders.items():
+        text = text.replace(key, str(value))
+    path = directory / name
+    path.write_text(text)
+    return path
+
+
+def register_contact(switch: tuple[str, int], user: str, password: str, contact: tuple[str, int],
+                     domain: str, expires: int = 3600) -> int:
+    """Register ``contact`` (a SIPp UAS, which cannot register itself and then answer) as the
+    extension ``user``, with digest; returns the final status."""
+    import socket
+
+    from ..switch.sip.auth import DigestClient
+    from ..switch.sip.message import Request
+    from ..switch.sip.parser import parse_datagram
+    from ..switch.sip.uri import parse_uri
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.bind((contact[0], 0))
+        sock.settimeout(2)
+        auth, status = None, 0
+        for cseq in (1, 2):
+            headers = [("Via", f"SIP/2.0/UDP {contact[0]}:{sock.getsockname()[1]};branch=z9hG4bKreg{user}{cseq};rport"),
+                       ("Max-Forwards", "70"), ("From", f"<sip:{user}@{domain}>;tag=r{user}"),
+                       ("To", f"<sip:{user}@{domain}>"), ("Call-ID", f"register-{user}-{contact[1]}"),
+                       ("CSeq", f"{cseq} REGISTER"), ("Contact", f"<sip:{user}@{contact[0]}:{contact[1]}>"),
+                       ("Expires", str(expires))]
+            if auth:
+                headers.append(("Authorization", auth))
+            sock.sendto(Request("REGISTER", parse_uri(f"sip:{domain}"), headers).serialize(), switch)
+            resp = parse_datagram(sock.recvfrom(65535)[0])
+            status = resp.status
+            if status != 401:
+                return status
+            challenge = DigestClient.pick(resp.header_values("WWW-Authenticate"))
+            auth = DigestClient(user, password).authorize(challenge, "REGISTER", f"sip:{domain}")
+        return status
+    finally:
+        sock.close()

@@ -80,16 +80,22 @@ def resolve_path(value: str, base: Path | None) -> str:
     return prefix + str(base / raw)
 
 
-def _with_paths(plan: Plan, base: Path | None) -> Plan:
+def _with_paths(plan: Plan, base: Path | None, inputs: Path | None = None) -> Plan:
+    """Relative paths against ``base``; the files the plan reads (leads, do-not-call lists)
+    against ``inputs`` when given (the embedded default's demo files ship beside it)."""
     if base is None:
         return plan
+    inputs = inputs or base
     server = plan.server
     server = server.model_copy(update={
         "storage": resolve_path(server.storage, base),
         "recordings": resolve_path(server.recordings, base),
         "prompts": [resolve_path(d, base) for d in server.prompts],
     })
-    return plan.model_copy(update={"server": server})
+    campaigns = {name: c.model_copy(update={
+        "leads": resolve_path(c.leads, inputs) if c.leads else None,
+        "dnc": [resolve_path(d, inputs) for d in c.dnc]}) for name, c in plan.campaigns.items()}
+    return plan.model_copy(update={"server": server, "campaigns": campaigns})
 
 
 def format_path(path: tuple) -> str:
@@ -125,9 +131,10 @@ def _to_python(loader: yaml.SafeLoader, node: yaml.Node, path: tuple, lines: dic
     return loader.construct_object(node, deep=True)
 
 
-def parse_plan_text(text: str, source: str, base_dir: Path | None = None) -> LoadedPlan:
+def parse_plan_text(text: str, source: str, base_dir: Path | None = None, inputs_dir: Path | None = None) -> LoadedPlan:
     """Validate a plan's text; raises PlanInvalid listing every error. Relative paths in it
-    are taken from ``base_dir`` (None: the current directory)."""
+    are taken from ``base_dir`` (None: the current directory), those of files it only reads
+    from ``inputs_dir`` if given."""
     lines: dict[tuple, int] = {}
     try:
         loader = yaml.SafeLoader(text)
@@ -172,7 +179,7 @@ def parse_plan_text(text: str, source: str, base_dir: Path | None = None) -> Loa
                 seen.add((e.path, e.message))
                 unique.append(e)
         raise PlanInvalid(unique) from None
-    plan = _with_paths(plan, base_dir)
+    plan = _with_paths(plan, base_dir, inputs_dir)
     cross = cross_references(plan)
     if cross:
         raise PlanInvalid([PlanError(source, line_of(p), format_path(p), m) for p, m in cross])
@@ -182,8 +189,9 @@ def parse_plan_text(text: str, source: str, base_dir: Path | None = None) -> Loa
 def load_plan(path: str | Path | None) -> LoadedPlan:
     """Load a plan file, or the embedded default plan when ``path`` is None."""
     if path is None:
-        text = resources.files("centralino.config").joinpath("default.yaml").read_text("utf-8")
-        return parse_plan_text(text, DEFAULT_PLAN_NAME, user_data_dir())
+        packaged = resources.files("centralino.config")
+        text = packaged.joinpath("default.yaml").read_text("utf-8")
+        return parse_plan_text(text, DEFAULT_PLAN_NAME, user_data_dir(), Path(str(packaged)))
     p = Path(path)
     try:
         text = p.read_text("utf-8")

@@ -514,14 +514,115 @@ class Queue(Strict):
     supervisors: list[str] = []  # extensions that may listen / whisper / barge on members' calls
 
 
+class CampaignRetry(Strict):
+    """Seconds before a lead is tried again after each outcome."""
+
+    busy: int = Field(600, ge=0)
+    no_answer: int = Field(3600, ge=0)
+    machine: int = Field(86_400, ge=0)
+    failed: int = Field(1800, ge=0)
+    abandoned: int = Field(3600, ge=0)  # a person the dialer could not connect is called again later
+
+
+class CampaignAmd(Strict):
+    """Answering-machine detection on answer, with app_amd's parameters (milliseconds)."""
+
+    enabled: bool = True
+    initial_silence: int | None = None
+    greeting: int | None = None
+    after_greeting_silence: int | None = None
+    total_analysis_time: int | None = None
+    minimum_word_length: int | None = None
+    between_words_silence: int | None = None
+    maximum_number_of_words: int | None = None
+    silence_threshold: int | None = None
+    maximum_word_length: int | None = None
+
+    @property
+    def params(self) -> dict[str, int]:
+        return {k: v for k, v in self.model_dump(exclude={"enabled"}).items() if v is not None}
+
+
+class OnMachine(Strict):
+    """What a machine gets: a message after its beep (``play``), or ``hangup``."""
+
+    play: str | list[str] | None = None
+    hangup: bool = False
+    beep_timeout: int = Field(20, ge=1)  # seconds to wait for the beep before playing anyway
+
+
+_HOURS_RE = re.compile(r"^\d{2}:\d{2}-\d{2}:\d{2}$")
+_DAY_RANGE_RE = re.compile(r"^(mon|tue|wed|thu|fri|sat|sun)(-(mon|tue|wed|thu|fri|sat|sun))?$")
+
+
 class Campaign(Strict):
-    mode: Literal["preview", "progressive", "predictive"]
-    queue: str
-    leads: str
+    mode: Literal["preview", "progressive", "power", "predictive", "broadcast"]
+    queue: str | None = None  # whose logged-in agents take the calls (not for broadcast)
+    trunk: str | list[str]  # one name or a failover list
+    caller_id: str | None = None  # the number callees see (From and P-Asserted-Identity)
+    region: str | None = None  # ISO country for numbers written without a country code ("RU")
+    leads: str | None = None  # a CSV imported when the campaign starts
+    calling_hours: str = "09:00-21:00"  # in the CALLEE's local time
+    days: str = "mon-sun"
     max_abandon_rate: float = Field(0.03, ge=0, le=1)
-    calling_hours: str = "09:00-21:00"
-    amd: bool = False
-    trunk: str | None = None
+    target_abandon_rate: float = Field(0.025, ge=0, le=1)  # what the predictive pacer aims at
+    abandon_window: Literal["30d", "24h"] = "30d"  # the rule's window; both are always reported
+    ratio: float = Field(2.0, ge=1.0, le=10.0)  # power mode: calls per free agent
+    max_concurrent: int = Field(10, ge=1)  # broadcast: calls at once
+    ring_timeout: int = Field(25, ge=15, le=120)  # never below 15 s
+    max_attempts: int = Field(3, ge=1)
+    retry: CampaignRetry = CampaignRetry()
+    amd: CampaignAmd | bool = False
+    on_machine: OnMachine | None = None
+    safe_harbour: str | None = None  # played within 2 s when no agent is free for a person
+    message: str | list[str] | None = None  # broadcast: what callees hear
+    press: dict[str, Action] = {}  # broadcast: keys during the message
+    dnc: list[str] = []  # do-not-call lists (CSV with a phone column, or one number per line)
+    dispositions: list[str] = ["done", "callback", "refused", "wrong-number"]
+    record: bool = False  # record the calls connected to agents
+
+    @field_validator("calling_hours")
+    @classmethod
+    def _hours(cls, value: str) -> str:
+        for span in value.split(","):
+            if not _HOURS_RE.match(span.strip()):
+                raise ValueError(f"bad calling hours {span!r} (use HH:MM-HH:MM)")
+        return value
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, value: str) -> str:
+        for part in value.split(","):
+            if not _DAY_RANGE_RE.match(part.strip()):
+                raise ValueError(f"bad days {value!r} (use mon-fri, sat, sun, ...)")
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[A-Z]{2}$", value):
+            raise ValueError(f"region {value!r} is not a two-letter country code (RU, IT, GB, …)")
+        return value
+
+    @model_validator(mode="after")
+    def _needs(self) -> Campaign:
+        if self.mode != "broadcast" and not self.queue:
+            raise ValueError(f"a {self.mode} campaign needs a queue (its agents take the calls)")
+        if self.mode == "broadcast" and not self.message:
+            raise ValueError("a broadcast campaign needs a message")
+        if self.target_abandon_rate > self.max_abandon_rate:
+            raise ValueError("target_abandon_rate above max_abandon_rate")
+        return self
+
+    @property
+    def trunks(self) -> list[str]:
+        return [self.trunk] if isinstance(self.trunk, str) else list(self.trunk)
+
+    @property
+    def amd_config(self) -> CampaignAmd | None:
+        if isinstance(self.amd, bool):
+            return CampaignAmd() if self.amd else None
+        return self.amd if self.amd.enabled else None
 
 
 class Mailbox(Strict):
@@ -636,20 +737,41 @@ def cross_references(plan: Plan) -> list[tuple[tuple, str]]:
         if name not in plan.extensions:
             errors.append((("agents", name), f"agent {name!r} is not an extension"))
     for name, camp in plan.campaigns.items():
-        if camp.queue not in plan.queues:
-            errors.append((("campaigns", name, "queue"), f"unknown queue {camp.queue!r}"))
-        if camp.trunk is not None and camp.trunk not in plan.trunks:
-            errors.append((("campaigns", name, "trunk"), f"unknown trunk {camp.trunk!r}"))
+        base = ("campaigns", name)
+        if camp.queue is not None and camp.queue not in plan.queues:
+            errors.append(((*base, "queue"), f"unknown queue {camp.queue!r}"))
+        for t in camp.trunks:
+            if t not in plan.trunks:
+                errors.append(((*base, "trunk"), f"unknown trunk {t!r}"))
+        for key, value in (("safe_harbour", camp.safe_harbour), ("message", camp.message)):
+            check_prompts(prompt_list(value), (*base, key))
+        if camp.on_machine is not None:
+            check_prompts(prompt_list(camp.on_machine.play), (*base, "on_machine", "play"))
+        for digit, action in camp.press.items():
+            check_action(action, (*base, "press", digit))
+        if camp.region is not None:
+            import phonenumbers
+
+            if camp.region not in phonenumbers.SUPPORTED_REGIONS:
+                errors.append(((*base, "region"), f"unknown region {camp.region!r}"))
     return errors
 
 
 def resolution_errors(plan: Plan, timeout: float = 5.0) -> list[tuple[tuple, str]]:
-    """Trunk hosts that do not resolve now (what `centralino check` adds to the schema's
-    checks; the running switch logs the same as a warning, since DNS may be down at boot)."""
+    """What `centralino check` adds to the schema's checks: trunk hosts that do not resolve now
+    (the running switch logs the same as a warning, since DNS may be down at boot), and campaign
+    files (leads, do-not-call lists) that cannot be read."""
     import concurrent.futures
+    import os
     import socket
 
     errors: list[tuple[tuple, str]] = []
+    for name, camp in plan.campaigns.items():
+        files = [(("campaigns", name, "leads"), camp.leads)] if camp.leads else []
+        files += [(("campaigns", name, "dnc", i), path) for i, path in enumerate(camp.dnc)]
+        for where, path in files:
+            if not os.access(path, os.R_OK):
+                errors.append((where, f"cannot read {path}"))
     names = {}
     for name, trunk in plan.trunks.items():
         try:

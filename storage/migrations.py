@@ -119,4 +119,50 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX voicemail_box ON voicemail (mailbox, heard);
         """,
     ),
+    (
+        5,
+        """
+        CREATE TABLE leads (
+            id             INTEGER PRIMARY KEY AUTOINCREMENT,
+            campaign       TEXT NOT NULL,
+            phone          TEXT NOT NULL,
+            name           TEXT NOT NULL DEFAULT '',
+            timezone       TEXT NOT NULL DEFAULT '',
+            fields         TEXT NOT NULL DEFAULT '{}',
+            state          TEXT NOT NULL DEFAULT 'new',
+            attempts       INTEGER NOT NULL DEFAULT 0,
+            next_at        REAL NOT NULL DEFAULT 0,
+            last_outcome   TEXT NOT NULL DEFAULT '',
+            last_at        REAL,
+            disposition    TEXT NOT NULL DEFAULT '',
+            callback_agent TEXT NOT NULL DEFAULT '',
+            source         TEXT NOT NULL DEFAULT '',
+            line           INTEGER,
+            UNIQUE (campaign, phone)
+        );
+        CREATE INDEX leads_due ON leads (campaign, state, next_at);
+        CREATE TABLE lead_attempts (
+            id            INTEGER PRIMARY KEY AUTOINCREMENT,
+            lead_id       INTEGER NOT NULL,
+            campaign      TEXT NOT NULL,
+            at            REAL NOT NULL,
+            outcome       TEXT NOT NULL,
+            ring_seconds  REAL,
+            call_id       TEXT NOT NULL DEFAULT '',
+            agent         TEXT NOT NULL DEFAULT '',
+            sip_status    INTEGER,
+            amd           TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX lead_attempts_campaign ON lead_attempts (campaign, at);
+        CREATE TABLE dialer_ledger (
+            id        INTEGER PRIMARY KEY AUTOINCREMENT,
+            campaign  TEXT NOT NULL,
+            at        REAL NOT NULL,
+            abandoned INTEGER NOT NULL
+        );
+        CREATE INDEX dialer_ledger_campaign ON dialer_ledger (campaign, at);
+        ALTER TABLE cdr ADD COLUMN campaign TEXT NOT NULL DEFAULT '';
+        ALTER TABLE cdr ADD COLUMN lead_id INTEGER;
+        """,
+    ),
 ]

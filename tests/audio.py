@@ -103,3 +103,46 @@ class RtpPhone:
         self._stop.set()
         self._rx.join(1)
         self.sock.close()
+
+
+class Talker:
+    """An RtpPhone that keeps sending a tone (20 ms packets) until told to stop."""
+
+    def __init__(self, hz: int, codec: str = "PCMU") -> None:
+        self.phone = RtpPhone(codec)
+        self.hz = hz
+        self.to: tuple[str, int] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.sent = 0
+
+    def start(self, to: tuple[str, int]) -> Talker:
+        self.to = to
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        enc, tone = make_encoder(self.phone.codec), sine(self.hz, 1.0)
+        start, n = time.monotonic(), 0
+        while not self._stop.is_set():
+            frame = tone[(n % 50) * 160:(n % 50) * 160 + 160]
+            pkt = RtpPacket(self.phone.pt, n & 0xFFFF, (n * 160) & 0xFFFFFFFF, 0x1000 + self.hz, enc.encode(frame))
+            assert self.to is not None
+            self.phone.sock.sendto(pkt.serialize(), self.to)
+            n += 1
+            self.sent = n
+            time.sleep(max(0.0, start + n * 0.02 - time.monotonic()))
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(2)
+
+    def heard(self, since: float) -> np.ndarray:
+        """What arrived during the last ``since`` seconds (arrival order), decoded."""
+        audio = self.phone.audio()
+        return audio[-int(8000 * since):]
+
+    def close(self) -> None:
+        self.stop()
+        self.phone.close()

@@ -495,7 +495,9 @@ def db_rows(sw, sql: str, params: tuple = ()) -> list[dict]:
     """Rows of a query on a running (or stopped) test switch's SQLite file, as dicts."""
     import sqlite3
 
-    conn = sqlite3.connect(sw.tmp / "centralino.db")
+    from centralino.storage.database import storage_path
+
+    conn = sqlite3.connect(storage_path(sw.loaded.plan.server.storage))
     conn.row_factory = sqlite3.Row
     try:
         return [dict(r) for r in conn.execute(sql, params)]

@@ -145,6 +145,7 @@ class Call:
     source: str  # "extension" or a trunk name
     did: str = ""
     caller_name: str | None = None
+    presented: str | None = None  # the number trunk legs show instead of the caller (a campaign's caller ID)
     state: CallState = CallState.ROUTING
     forks: list[Fork] = field(default_factory=list)
     answered: Fork | None = None
@@ -204,9 +205,12 @@ class Call:
         ring = (self.answered_at or end) - self.started
         talk = end - self.answered_at if self.answered_at else 0.0
         source = f"trunk:{self.source}" if self.source != "extension" else f"extension:{self.caller}"
+        campaign, lead = self.vars.get("campaign", ""), self.vars.get("lead")
+        lead_id = int(lead) if lead and lead.isdigit() else None
         common = dict(caller=self.caller, called=self.called, source=source, did=self.did,
                       destination=self.destination, disposition=disposition, sip_status=status,
-                      q850_cause=self.cause, hangup_by=self.hangup_by, recording=self.recording)
+                      q850_cause=self.cause, hangup_by=self.hangup_by, recording=self.recording,
+                      campaign=campaign, lead_id=lead_id)
         a = self.rtp.get("a", {})
         b = self.rtp.get("b", {})
         out = [CdrRecord(self.id, "call", self.started, end, answer=self.answered_at, ring_seconds=round(ring, 3),
@@ -226,6 +230,6 @@ class Call:
                 destination=f.destination, disposition=disposition_for(fork_status) if f is not self.answered else "ANSWERED",
                 sip_status=fork_status, q850_cause=q850_for(fork_status) if fork_status >= 300 else NORMAL_CLEARING,
                 hangup_by=self.hangup_by, rtp_rx=leg.get("rx"), rtp_lost=leg.get("lost"),
-                rtp_jitter_ms=leg.get("jitter_ms"),
+                rtp_jitter_ms=leg.get("jitter_ms"), campaign=campaign, lead_id=lead_id,
             ))
         return out

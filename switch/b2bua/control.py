@@ -100,14 +100,19 @@ class CallControl(Protocol):
     async def bridge(self, call: Call, fork: Fork) -> bool:
         """Connect the caller to the leg ``ring`` returned."""
 
-    async def originate(self, *, caller: str, source: str, did: str, destination: str) -> Call:
-        """A call with no incoming leg (callbacks, the dialer): answered by the switch from the start."""
+    async def originate(self, *, caller: str, source: str, did: str, destination: str,
+                        presented: str | None = None) -> Call:
+        """A call with no incoming leg (callbacks, the dialer): answered by the switch from the
+        start. ``caller`` is the customer it is for (what agents' phones show); ``presented``,
+        if given, is the number its trunk legs show the customer instead."""
 
     async def hold_first_leg(self, call: Call, fork: Fork) -> None:
         """A call the switch placed: its first leg answered and waits (ringback) for the partner."""
 
-    async def ring_partner(self, call: Call, number: str, timeout: float, *, trunk: str | None) -> Fork | int:
-        """A call the switch placed: dial its second leg."""
+    async def ring_partner(self, call: Call, number: str, timeout: float, *, trunk: str | None = None,
+                           trunks: list[str] | None = None, ringback: bool = True) -> Fork | int:
+        """A call the switch placed: dial its caller side (the callback's customer, the dialer's
+        callee) through ``trunks``; it can then be bridged to an agent like any caller."""
 
     async def execute(self, call: Call, action: Action) -> None:
         """Run a plan action on a call (an application hands it on)."""

@@ -322,9 +322,10 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
         port = getattr(call.media, side).port  # "a": the second leg of a call the switch placed
         body = offer_for_callee(offer, ip, port, session_id=_session_id(call)) if offer else b""
         mf = inc.request.max_forwards if inc is not None else None
+        shown = call.presented or call.caller
         if trunk is not None:
             t = plan.trunks[trunk]
-            from_user = t.username or call.caller
+            from_user = t.username or shown
             from_host = t.host
             to_uri = f"<sip:{to_user}@{t.host}>"
         else:
@@ -347,7 +348,7 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
         if sip_cfg.session_expires:
             headers += [("Session-Expires", str(sip_cfg.session_expires)), ("Min-SE", str(sip_cfg.min_se))]
         if trunk is not None:
-            headers.append(("P-Asserted-Identity", f"{display}<sip:{call.caller}@{domain}>"))
+            headers.append(("P-Asserted-Identity", f"{display}<sip:{shown}@{domain}>"))
         request = Request("INVITE", uri, headers, body)
         fork = Fork(call=call, engine=self, uri=uri, flow=flow, request=request,
                     destination=destination, trunk=trunk, transfer_of=transfer_of, side=side)

@@ -38,11 +38,13 @@ class OriginateMixin:
     dialogs: dict
     core: Any
 
-    async def originate(self, *, caller: str, source: str, did: str, destination: str) -> Call:
-        """A new call with no incoming leg; ``caller`` is who it is on behalf of (the customer)."""
+    async def originate(self, *, caller: str, source: str, did: str, destination: str,
+                        presented: str | None = None) -> Call:
+        """A new call with no incoming leg; ``caller`` is who it is on behalf of (the customer),
+        ``presented`` the number its trunk legs show instead (a campaign's caller ID)."""
         domain = self.plan_of().server.sip.domain
         call = Call(id=new_call_id(domain), inc=None, caller=caller, called=caller, source=source, did=did,
-                    state=CallState.ANSWERED, destination=destination)
+                    state=CallState.ANSWERED, destination=destination, presented=presented)
         call.caller_sdp = SWITCH_OFFER
         self._add_call(call)  # type: ignore[attr-defined]
         self._emit(CallOriginated(call.id, caller=caller, destination=destination, source=source))  # type: ignore[attr-defined]
@@ -80,12 +82,17 @@ class OriginateMixin:
             fork.attempt = attempt
         return await self._await_attempt(attempt, timeout)  # type: ignore[attr-defined]
 
-    async def ring_partner(self, call: Call, number: str, timeout: float, *, trunk: str | None) -> Fork | int:
-        """Dial the second leg of a call the switch placed, on the caller-facing endpoint; the
-        first leg hears ringback meanwhile. Returns the answered leg or the final status."""
-        await self.play(call, RINGBACK, loop=True, wait=False, side="b")  # type: ignore[attr-defined]
-        result = await self.ring_out(call, number, timeout, trunks=[trunk] if trunk else [], side="a")
-        await self.stop_playing(call, "b")  # type: ignore[attr-defined]
+    async def ring_partner(self, call: Call, number: str, timeout: float, *, trunk: str | None = None,
+                           trunks: list[str] | None = None, ringback: bool = True) -> Fork | int:
+        """Dial the second leg of a call the switch placed — or its first, for the dialer — on the
+        caller-facing endpoint: it becomes the call's caller side. With ``ringback`` the leg
+        already up (an agent) hears ringback meanwhile. Returns the answered leg or the status."""
+        if ringback:
+            await self.play(call, RINGBACK, loop=True, wait=False, side="b")  # type: ignore[attr-defined]
+        via = list(trunks) if trunks else ([trunk] if trunk else [])
+        result = await self.ring_out(call, number, timeout, trunks=via, side="a")
+        if ringback:
+            await self.stop_playing(call, "b")  # type: ignore[attr-defined]
         if isinstance(result, Fork):
             call.partner = result
             assert result.dialog is not None
@@ -93,6 +100,9 @@ class OriginateMixin:
             answer = result.attempt.answer.body if result.attempt is not None and result.attempt.answer else b""
             if answer:
                 await self._point(call, "a", audio_target_of(answer), chosen_codec(answer))  # type: ignore[attr-defined]
+            # the switch is this side's far end until it is bridged: comfort noise, prompts, AMD
+            if call.media is not None:
+                await call.media.worker.unbridge(call.media.a.endpoint, terminate=True)
         return result
 
     async def hold_first_leg(self, call: Call, fork: Fork) -> None:

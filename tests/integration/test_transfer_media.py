@@ -10,11 +10,8 @@ import random
 import threading
 import time
 
-import numpy as np
 import pytest
-from audio import RtpPhone, dominant, sine
-from centralino.media.codecs import make_encoder
-from centralino.media.rtp import RtpPacket
+from audio import Talker, dominant
 from centralino.switch.sip.sdp import parse_sdp
 from helpers import (
     Caller,
@@ -31,48 +28,6 @@ from helpers import (
 ROUTES = 'routes:\n  - {match: {to: "^100\\\\d$"}, action: {dial: "${to}", timeout: 10}}\n'
 EXTS = "extensions:\n" + "".join(f'  "{n}": {{password: "pw{n}"}}\n' for n in (1001, 1002, 1003, 1004))
 ALICE_HZ, BOB_HZ, CAROL_HZ = 1000, 600, 1500
-
-
-class Talker:
-    """An RtpPhone that keeps sending a tone (20 ms packets) until told to stop."""
-
-    def __init__(self, hz: int) -> None:
-        self.phone = RtpPhone("PCMU")
-        self.hz = hz
-        self.to: tuple[str, int] | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.sent = 0
-
-    def start(self, to: tuple[str, int]) -> Talker:
-        self.to = to
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        enc, tone = make_encoder("PCMU"), sine(self.hz, 1.0)
-        start, n = time.monotonic(), 0
-        while not self._stop.is_set():
-            frame = tone[(n % 50) * 160:(n % 50) * 160 + 160]
-            pkt = RtpPacket(0, n & 0xFFFF, (n * 160) & 0xFFFFFFFF, 0x1000 + self.hz, enc.encode(frame))
-            assert self.to is not None
-            self.phone.sock.sendto(pkt.serialize(), self.to)
-            n += 1
-            self.sent = n
-            time.sleep(max(0.0, start + n * 0.02 - time.monotonic()))
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-
-    def heard(self, since: float) -> np.ndarray:
-        """What arrived during the last ``since`` seconds (arrival order), decoded."""
-        audio = self.phone.audio()
-        return audio[-int(8000 * since):]
-
-    def close(self) -> None:
-        self.stop()
-        self.phone.close()
 
 
 @pytest.fixture(scope="module")

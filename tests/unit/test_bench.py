@@ -178,3 +178,42 @@ def test_naming_a_peer_alone_compares_call_rates(monkeypatch, capsys):
     args = parser.parse_args([])
     runner.main(args)
     assert args.scenario == "register"
+
+
+def test_the_live_dialer_bench_plan_is_valid_and_its_figures_come_from_the_records(tmp_path):
+    """`bench dialer-live`'s plan is a plan the switch accepts (its own defaults otherwise), its
+    leads follow the farm's shares, and its figures count the agents' talk within the run only."""
+    import sqlite3
+
+    from centralino.bench.dialer_live import SHARES, _figures, _leads, _plan
+    from centralino.config.loader import parse_plan_text
+    from centralino.storage.migrations import MIGRATIONS
+
+    leads = _leads(tmp_path / "leads.csv", 4000, seed=3)
+    digits = [line.split(",")[0][-1] for line in leads.read_text().splitlines()[1:]]
+    for digit, share in SHARES.items():
+        assert abs(digits.count(digit) / len(digits) - share) < 0.025
+    plan = _plan(tmp_path, 5060, 8080, 5070, [("2001", "pw1"), ("2002", "pw2")], 5, leads)
+    loaded = parse_plan_text(plan.read_text(), str(plan))
+    assert loaded.plan.campaigns["live"].mode == "predictive"
+    assert loaded.plan.server.security.rate_limit > 0 and loaded.plan.server.registrar.qualify_interval > 0
+
+    db = tmp_path / "bench.db"
+    conn = sqlite3.connect(db)
+    for _v, sql in MIGRATIONS:
+        conn.executescript(sql)
+    conn.executemany("INSERT INTO lead_attempts (lead_id, campaign, at, outcome, ring_seconds) VALUES (1, 'live', ?, ?, ?)",
+                     [(110.0, "answered-human", 8.0), (120.0, "abandoned", 6.0), (130.0, "busy", 2.0),
+                      (400.0, "no-answer", 25.0)])  # the last was placed after the run
+    conn.executemany("INSERT INTO cdr (call_id, leg, start, answer, end, disposition, destination, campaign)"
+                     " VALUES (?, ?, ?, ?, ?, 'ANSWERED', ?, ?)",
+                     [("a", "call", 100.0, 108.0, 250.0, "campaign:live", "live"),
+                      ("a", "fork", 110.0, 110.0, 250.0, "extension:2001", ""),  # talks 110 → 250, run ends at 200
+                      ("b", "call", 100.0, 108.0, 150.0, "campaign:live", "other"),
+                      ("b", "fork", 110.0, 110.0, 150.0, "extension:2002", "")])  # another campaign's
+    conn.commit()
+    conn.close()
+    f = _figures(db, agents=2, start=100.0, stop=200.0)
+    assert f["attempts"] == 3 and f["live_answers"] == 2 and f["abandon_rate"] == 0.5
+    assert f["connected_legs"] == 1
+    assert abs(f["talk_min_per_agent_hour"] - (90 / 60) / (2 * 100 / 3600)) < 1e-9

@@ -118,8 +118,8 @@ def test_applications_are_typed_against_the_seam_not_any():
         assert "control: CallControl" in text, name
 
 
-SEAM = ["centralino.events", "centralino.schedules", "centralino.acd", "centralino.ivr", "centralino.api",
-        "centralino.media.protocol"]
+SEAM = ["centralino.events", "centralino.schedules", "centralino.acd", "centralino.ivr", "centralino.dialer",
+        "centralino.api", "centralino.media.protocol"]
 
 
 def test_mypy_is_clean_on_the_seam_and_the_applications(tmp_path):

@@ -64,7 +64,8 @@ def test_route_in_a_plan_without_schedules_uses_the_local_zone(tmp_path):
 def test_check_counts_in_words():
     r = cli("check")
     assert r.returncode == 0
-    assert "0 trunks" in r.stdout and "3 extensions" in r.stdout and "1 trunks" not in r.stdout
+    assert "1 trunk," in r.stdout and "3 extensions" in r.stdout and "1 trunks" not in r.stdout
+    assert r.stdout.rstrip().endswith("2 queues, 1 campaign)")
 
 
 def test_report_help_names_both_formats():
@@ -128,3 +129,52 @@ def test_the_embedded_default_keeps_its_data_in_the_user_data_dir(tmp_path, monk
     monkeypatch.delenv("XDG_DATA_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert load_plan(None).plan.server.storage == f"sqlite:{tmp_path / 'home' / '.local' / 'share' / 'centralino' / 'centralino.db'}"
+
+
+CAMPAIGN_PLAN = """\
+server:
+  storage: "sqlite:{db}"
+extensions:
+  "1002": {{password: "pw1002"}}
+trunks:
+  out: {{host: "127.0.0.1:5999"}}
+queues:
+  q: {{members: ["1002"]}}
+campaigns:
+  reminders:
+    mode: progressive
+    queue: q
+    trunk: out
+    region: RU
+    calling_hours: "09:00-21:00"
+    dnc: [dnc.csv]
+"""
+
+
+def test_campaign_import_reports_bad_rows_by_line_and_plan_says_why_each_lead_is_or_is_not_dialled(tmp_path):
+    (tmp_path / "dnc.csv").write_text("+74951000003\n")
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(CAMPAIGN_PLAN.format(db=tmp_path / "c.db"))
+    (tmp_path / "leads.csv").write_text(
+        "phone,name,timezone\n8 495 100-00-01,Ivan,\nbad,Nobody,\n+12125550105,John,\n+74951000003,Dana,\n")
+    r = cli("campaign", "import", "reminders", str(tmp_path / "leads.csv"), "-c", str(plan))
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == f"{tmp_path / 'leads.csv'}:3: not a phone number: 'bad' (" + r.stderr.split(" (", 1)[1]
+    assert "imported 3 leads into reminders (0 duplicates merged, 1 on a do-not-call list, 1 rows skipped)" in r.stdout
+    again = cli("campaign", "import", "reminders", str(tmp_path / "leads.csv"), "-c", str(plan))
+    assert again.returncode == 0
+    with sqlite3.connect(tmp_path / "c.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM leads").fetchone()[0] == 3  # idempotent
+    # Monday 10:00 UTC: 13:00 in Moscow, 05:00 in New York
+    r = cli("campaign", "plan", "reminders", "--at", "2026-12-07T10:00+00:00", "-c", str(plan))
+    assert r.returncode == 0, r.stderr
+    lines = {line.split()[1]: line for line in r.stdout.splitlines() if line.startswith("  ")}
+    assert lines["+74951000001"].split()[0] == "dial" and "Europe/Moscow is within" in lines["+74951000001"]
+    assert lines["+12125550105"].split()[0] == "no" and "outside" in lines["+12125550105"]
+    assert lines["+74951000003"].split()[0] == "no" and "do-not-call" in lines["+74951000003"]
+    assert r.stdout.rstrip().endswith("1 would be dialled now, 2 not")
+    # a campaign that does not exist, or no file: one line, exit 2
+    r = cli("campaign", "import", "nosuch", "x.csv", "-c", str(plan))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no campaign 'nosuch'" in r.stderr
+    r = cli("campaign", "import", "reminders", str(tmp_path / "missing.csv"), "-c", str(plan))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "cannot read" in r.stderr

@@ -154,3 +154,33 @@ def test_durable_subscribers_are_awaited_by_publish_durable():
 def test_a_durable_subscriber_must_be_async():
     with pytest.raises(ValueError):
         EventBus().subscribe(lambda e: None, durable=True)
+
+
+def test_the_api_event_tail_gives_events_after_a_sequence_number_and_long_polls_for_more():
+    from centralino.api.events import EventTail
+    from centralino.events import DialerAttempt, LeadConnected, TrunkStateChanged
+
+    async def main():
+        bus = EventBus()
+        tail = EventTail(bus, keep=3)
+        bus.publish(TrunkStateChanged(trunk="t", reachable=True, registered=False, reason="up"))
+        first = bus.publish(DialerAttempt(campaign="c", lead_id=1, phone="+7", outcome="busy", call_id="call-0", ring_seconds=2.0))
+        found, last = tail.since(0, ("dialer.",))
+        assert [e["type"] for e in found] == ["dialer.attempt"] and last == first.seq
+        assert tail.since(last) == ([], last)
+        waiting = asyncio.ensure_future(tail.wait(last, ("dialer.connected",), 5.0))
+        await asyncio.sleep(0)
+        bus.publish(TrunkStateChanged(trunk="t", reachable=False, registered=False, reason="down"))  # not what it waits for
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        card = bus.publish(LeadConnected("call-1", campaign="c", lead_id=1, agent="1002", phone="+7", name="Ivan",
+                                         fields={"amount": "12"}))
+        found, last = await asyncio.wait_for(waiting, 1.0)
+        assert [e["fields"] for e in found] == [{"amount": "12"}] and last == card.seq
+        # nothing new: the wait ends empty at its timeout
+        assert await tail.wait(last, (), 0.05) == ([], last)
+        for i in range(5):  # a bounded buffer: the oldest are gone
+            bus.publish(TrunkStateChanged(trunk="t", reachable=True, registered=False, reason=str(i)))
+        assert len(tail.since(0)[0]) == 3
+
+    asyncio.run(main())
