@@ -105,7 +105,7 @@ def _api_address(args: argparse.Namespace) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .app import RunOptions, serve
-    from .logsetup import setup_logging
+    from .logsetup import setup_logging, stop_logging
 
     try:
         loaded = load_plan(args.config)
@@ -127,8 +127,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     except OSError as exc:
+        stop_logging()
         print(f"centralino: {exc}", file=sys.stderr)
         return 1
+    finally:
+        stop_logging()
     return 0
 
 

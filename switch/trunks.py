@@ -52,14 +52,7 @@ class TrunkManager:
 
     def trunk_of(self, ip: str) -> str | None:
         """The trunk whose allow_from contains this source address (IP authentication)."""
-        try:
-            addr = ipaddress.ip_address(ip)
-        except ValueError:
-            return None
-        for name, trunk in self.plan_of().trunks.items():
-            if any(addr in ipaddress.ip_network(n, strict=False) for n in trunk.allow_from):
-                return name
-        return None
+        return _trunk_by_source(self.plan_of().trunks, ip)
 
     def state(self, name: str) -> TrunkState:
         return self.states.setdefault(name, TrunkState())
@@ -228,3 +221,30 @@ def _granted_expires(resp: Response, asked: int) -> int:
     if resp.expires is not None:
         return resp.expires
     return asked
+
+
+def _networks(trunks: dict[str, Trunk]) -> list[tuple[str, list[ipaddress.IPv4Network | ipaddress.IPv6Network]]]:
+    return [(name, [ipaddress.ip_network(n, strict=False) for n in t.allow_from]) for name, t in trunks.items()]
+
+
+_source_cache: dict[int, tuple[dict[str, Trunk], list, dict[str, str | None]]] = {}
+
+
+def _trunk_by_source(trunks: dict[str, Trunk], ip: str) -> str | None:
+    """Every new call asks which trunk its source is: the plan's networks are parsed once per plan
+    (a reload brings a new trunks dict) and the answer per address is remembered."""
+    entry = _source_cache.get(id(trunks))
+    if entry is None or entry[0] is not trunks:
+        _source_cache.clear()  # one plan in force at a time
+        entry = _source_cache[id(trunks)] = (trunks, _networks(trunks), {})
+    _, networks, answers = entry
+    if ip in answers:
+        return answers[ip]
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    found = next((name for name, nets in networks if any(addr in n for n in nets)), None)
+    if len(answers) < 65536:  # a spoofed-source flood cannot grow it without bound
+        answers[ip] = found
+    return found

@@ -3,6 +3,7 @@ other leg (hold, unhold, codec changes, DTMF), and RFC 4028 session timers."""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 from typing import Any
@@ -223,13 +224,27 @@ def latch_host(sdp_ip: str, signalling: Flow | None) -> str:
     if signalling is None:
         return sdp_ip
     source = signalling.remote[0]
-    try:
-        sdp_addr, source_addr = ipaddress.ip_address(sdp_ip), ipaddress.ip_address(source)
-    except ValueError:
+    if sdp_ip == source:
         return sdp_ip
-    if sdp_addr != source_addr and (sdp_addr.is_private or sdp_addr.is_unspecified) and not source_addr.is_private:
+    sdp_kind, source_kind = _address_kind(sdp_ip), _address_kind(source)
+    if sdp_kind is None or source_kind is None:
+        return sdp_ip
+    if sdp_kind in ("private", "unspecified") and source_kind != "private":
         return source
     return sdp_ip
+
+
+@functools.lru_cache(maxsize=4096)
+def _address_kind(text: str) -> str | None:
+    """'private', 'unspecified' or 'public' (None: not an IP address); cached, as phones reuse
+    the same few addresses and ipaddress parsing showed in the call path's profile."""
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if addr.is_unspecified:
+        return "unspecified"
+    return "private" if addr.is_private else "public"
 
 
 def dtmf_from_info(req: Any) -> tuple[str, int] | None:

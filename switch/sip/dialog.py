@@ -12,16 +12,42 @@ from .message import Request, Response
 from .uri import URI, AbsoluteURI
 
 
+class _RandomPool:
+    """Kernel randomness (os.urandom, as unguessable as secrets') read 4 KiB at a time: a call
+    takes a dozen tags and branches, and one getrandom() per identifier showed in the profile.
+    Never shared across a fork: a child starts with an empty pool."""
+
+    SIZE = 4096
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._pos = 0
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._buf, self._pos = b"", 0
+
+    def hex(self, nbytes: int) -> str:
+        pos = self._pos
+        if pos + nbytes > len(self._buf):
+            self._buf, pos = os.urandom(self.SIZE), 0
+        self._pos = pos + nbytes
+        return self._buf[pos:pos + nbytes].hex()
+
+
+_random = _RandomPool()
+
+
 def new_tag() -> str:
-    return os.urandom(6).hex()
+    return _random.hex(6)
 
 
 def new_branch() -> str:
-    return "z9hG4bK" + os.urandom(9).hex()
+    return "z9hG4bK" + _random.hex(9)
 
 
 def new_call_id(host: str) -> str:
-    return f"{os.urandom(12).hex()}@{host}"
+    return f"{_random.hex(12)}@{host}"
 
 
 class DialogState(Enum):

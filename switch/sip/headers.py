@@ -221,7 +221,25 @@ class NameAddr:
         return parse_name_addr(value)
 
 
+_NAME_ADDR_CACHE: dict[str, NameAddr] = {}
+_NAME_ADDR_CACHE_SIZE = 4096
+
+
 def parse_name_addr(value: str) -> NameAddr:
+    """Parse a From/To/Contact/Route value. A dialog's From and To strings come back in every
+    request and response of its call, and NameAddr is frozen, so parsed values are remembered
+    (bounded; cleared when full, as the set in use is the calls in progress)."""
+    cached = _NAME_ADDR_CACHE.get(value)
+    if cached is not None:
+        return cached
+    parsed = _parse_name_addr(value)
+    if len(_NAME_ADDR_CACHE) >= _NAME_ADDR_CACHE_SIZE:
+        _NAME_ADDR_CACHE.clear()
+    _NAME_ADDR_CACHE[value] = parsed
+    return parsed
+
+
+def _parse_name_addr(value: str) -> NameAddr:
     value = value.strip()
     if not value:
         raise RemoteProtocolError("empty address")

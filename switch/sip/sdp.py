@@ -6,6 +6,7 @@ typed accessors (connection, rtpmap, fmtp, direction) read and rewrite those lin
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -13,6 +14,7 @@ from .errors import RemoteProtocolError
 
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 _LINE_RE = re.compile(r"^([a-z])=(.*)$")
+_LINE_SPLIT = re.compile(r"\r?\n")
 _SESSION_ORDER = "vosiuepcbtrzkam"
 
 
@@ -39,10 +41,26 @@ class Connection:
 
     @staticmethod
     def parse(value: str) -> Connection:
-        parts = value.split()
-        if len(parts) != 3:
-            raise RemoteProtocolError(f"bad SDP c= line {value!r}", 488)
-        return Connection(*parts)
+        return _parse_connection(value)
+
+
+@functools.lru_cache(maxsize=1024)  # frozen, so a cached value is safe to share; a call reads it ~6 times
+def _parse_connection(value: str) -> Connection:
+    parts = value.split()
+    if len(parts) != 3:
+        raise RemoteProtocolError(f"bad SDP c= line {value!r}", 488)
+    return Connection(*parts)
+
+
+_RTPMAP_RE = re.compile(r"^(\d+)\s+([^/\s]+)/(\d+)(?:/(\d+))?")
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_rtpmap(value: str) -> RtpMap | None:
+    m = _RTPMAP_RE.match(value)
+    if not m:
+        return None
+    return RtpMap(int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4)) if m.group(4) else None)
 
 
 def _attr(lines: list[tuple[str, str]], name: str) -> list[str]:
@@ -99,10 +117,9 @@ class MediaDescription:
     def rtpmaps(self) -> dict[int, RtpMap]:
         out: dict[int, RtpMap] = {}
         for value in self.attributes("rtpmap"):
-            m = re.match(r"^(\d+)\s+([^/\s]+)/(\d+)(?:/(\d+))?", value)
-            if m:
-                pt = int(m.group(1))
-                out[pt] = RtpMap(pt, m.group(2), int(m.group(3)), int(m.group(4)) if m.group(4) else None)
+            rtpmap = _parse_rtpmap(value)
+            if rtpmap is not None:
+                out[rtpmap.payload_type] = rtpmap
         return out
 
     @property
@@ -208,7 +225,7 @@ def parse_sdp(data: bytes | str) -> SessionDescription:
     text = data.decode("utf-8", "surrogateescape") if isinstance(data, bytes) else data
     sd = SessionDescription()
     current: MediaDescription | None = None
-    for raw in re.split(r"\r?\n", text):
+    for raw in _LINE_SPLIT.split(text):
         if not raw:
             continue
         m = _LINE_RE.match(raw)

@@ -192,3 +192,39 @@ def test_finished_recording_reencoded_keeps_both_channels(tmp_path, fmt, suffix)
     assert 1.8 < len(pcm) / 8000 < 2.3
     body = pcm[2000:12000]
     assert round(dominant(body[:, 0]), -1) == 1000 and round(dominant(body[:, 1]), -1) == 600
+
+
+def test_a_media_worker_that_does_not_answer_times_out_the_command_not_the_others(monkeypatch):
+    """Requests expire by one sweep over their deadlines (no timer per request): a command the
+    worker never answers fails with TimeoutError; an answered one is unaffected."""
+    import asyncio
+
+    from centralino.media import worker as worker_mod
+
+    monkeypatch.setattr(worker_mod, "REQUEST_TIMEOUT", 0.2)
+    monkeypatch.setattr(worker_mod, "SWEEP_INTERVAL", 0.05)
+
+    class _Writer:  # the socket to the worker: records frames, answers nothing by itself
+        def __init__(self):
+            self.data = b""
+
+        def write(self, data):
+            self.data += data
+
+    async def main():
+        remote = worker_mod.RemoteWorker(0, proc=None)  # type: ignore[arg-type]
+        remote.writer = _Writer()  # type: ignore[assignment]
+        lost = asyncio.ensure_future(remote.request({"cmd": "stats"}))  # type: ignore[typeddict-item]
+        answered = asyncio.ensure_future(remote.request({"cmd": "stats"}))  # type: ignore[typeddict-item]
+        await asyncio.sleep(0)
+        remote._on_frame({"id": 2, "ok": True}, lambda event: None)
+        assert (await answered) == {"id": 2, "ok": True}
+        try:
+            await lost
+        except TimeoutError as exc:
+            assert "did not answer" in str(exc)
+        else:
+            raise AssertionError("an unanswered command must time out")
+        assert not remote._pending and remote._sweeper is None  # nothing left to sweep
+
+    asyncio.run(main())
