@@ -54,12 +54,38 @@ def normalise(number: str, trunk: Trunk | None) -> str:
     return digits
 
 
+_NEEDS_SUBSTITUTION: dict[int, tuple[Action, bool]] = {}
+
+
+def _has_variables(value: object) -> bool:
+    if isinstance(value, str):
+        return _VAR.search(value) is not None
+    if isinstance(value, Action):
+        return any(_has_variables(getattr(value, k)) for k in type(value).model_fields)
+    if isinstance(value, list):
+        return any(_has_variables(v) for v in value)
+    return False
+
+
 def substitute(action: Action, variables: dict[str, str]) -> Action:
+    """The action with ${to}/${from} filled in. Most actions have no variables: they are used as
+    they are (the plan's actions are not modified), found once per action object."""
+    known = _NEEDS_SUBSTITUTION.get(id(action))
+    if known is None or known[0] is not action:
+        if len(_NEEDS_SUBSTITUTION) > 4096:
+            _NEEDS_SUBSTITUTION.clear()
+        known = _NEEDS_SUBSTITUTION[id(action)] = (action, _has_variables(action))
+    if not known[1]:
+        return action
+    return _substitute(action, variables)
+
+
+def _substitute(action: Action, variables: dict[str, str]) -> Action:
     def sub(value: object) -> object:
         if isinstance(value, str):
             return _VAR.sub(lambda m: variables.get(m.group(1), m.group(0)), value)
         if isinstance(value, Action):
-            return substitute(value, variables)
+            return _substitute(value, variables)
         if isinstance(value, list):
             return [sub(v) for v in value]
         return value

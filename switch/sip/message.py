@@ -42,6 +42,11 @@ REASONS = {
 _MISSING = object()
 
 
+# header name (lower case) → the key its parsed view is cached under
+_CACHE_KEY = {"via": "via", "cseq": "cseq", "from": "From", "to": "To", "contact": "contact", "route": "route",
+              "record-route": "record-route", "content-type": "ctype"}
+
+
 class Message:
     """Common part of Request and Response.
 
@@ -87,9 +92,16 @@ class Message:
         self._cache.clear()
         self._index = None
 
-    def _changed(self) -> None:
-        self._cache.clear()
+    def _changed(self, key: str | None = None) -> None:
+        """Headers changed: forget the index, and the parsed view of header ``key`` (lower-case
+        canonical name; None: every view). The others stay valid — a proxy-like rewrite of one
+        header (the top Via's received/rport on every request) must not make the From, To and
+        CSeq be parsed again."""
         self._index = None
+        if key is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(_CACHE_KEY.get(key, key), None)
 
     # -- raw access ------------------------------------------------------------------------
     def header(self, name: str, default: str | None = None) -> str | None:
@@ -126,7 +138,7 @@ class Message:
         if not done:
             out.append((cname, value))
         self.headers = out
-        self._changed()
+        self._changed(key)
 
     def add_header(self, name: str, value: str, *, first: bool = False) -> None:
         cname = canonical_name(name)
@@ -140,12 +152,12 @@ class Message:
                 self.headers.insert(0, (cname, value))
         else:
             self.headers.append((cname, value))
-        self._changed()
+        self._changed(cname.lower())
 
     def remove_header(self, name: str) -> None:
         key = canonical_name(name).lower()
         self.headers = [(n, v) for n, v in self.headers if n.lower() != key]
-        self._changed()
+        self._changed(key)
 
     # -- typed getters (lazy, cached; malformed values raise RemoteProtocolError) ------------
     def _cached(self, key: str, compute):  # type: ignore[no-untyped-def]
@@ -174,7 +186,8 @@ class Message:
         self.headers.insert(pos, ("Via", via.serialize()))
         for i, v in enumerate(rest, 1):
             self.headers.insert(pos + i, ("Via", v.serialize()))
-        self._changed()
+        self._changed("via")
+        self._cache["via"] = [via, *rest]  # what parsing the new lines would give
 
     @property
     def cseq(self) -> CSeq:
