@@ -72,6 +72,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=str(RESULTS), help="where the JSON and Markdown reports go")
     p.add_argument("--peer", action="append", choices=["kamailio", "sippy"], default=[],
                    help="calls: also measure this peer in the same run (repeatable)")
+    p.add_argument("--split", type=int, default=0, metavar="N",
+                   help="calls: also measure N Centralino processes side by side (the multicore prototype of "
+                        "docs/multicore.md): each its own SIP port and media worker, one shared database, the "
+                        "SIPp pairs divided among them")
     p.add_argument("--tuned", action="store_true",
                    help="run the switch tuned for the bench (rate limits off, warning logging, no qualify) "
                         "instead of its defaults; reported as tuned")
@@ -124,7 +128,7 @@ def caller_ip(pair: int) -> str:
 
 
 def bench_plan(workdir: Path, sip_port: int, api_port: int, users: list[tuple[str, str]], pairs: int = 1,
-               *, tuned: bool = False) -> Path:
+               *, tuned: bool = False, storage: Path | None = None) -> Path:
     """The switch as a user runs it: security on (rate limits, bans), info logging, qualify on.
     ``tuned`` (``--tuned``, reported as such) turns those off to show the engine's own ceiling."""
     exts = "".join(f'  "{u}": {{password: "{p}"}}\n' for u, p in users)
@@ -139,7 +143,7 @@ def bench_plan(workdir: Path, sip_port: int, api_port: int, users: list[tuple[st
         "server:\n"
         f'  sip: {{listen: ["udp:127.0.0.1:{sip_port}", "tcp:127.0.0.1:{sip_port}"], domain: bench.local}}\n'
         f'  api: {{listen: "127.0.0.1:{api_port}"}}\n'
-        f'  storage: "sqlite:{workdir / "bench.db"}"\n'
+        f'  storage: "sqlite:{storage or workdir / "bench.db"}"\n'
         + ("  registrar: {qualify_interval: 0}\n  security: {rate_limit: 0, trusted_rate_limit: 0}\n"
            "  logging: {level: warning}\n" if tuned else "")
         + '  rtp: {ports: "40000-59999"}\n'
@@ -186,8 +190,12 @@ def main(args: argparse.Namespace) -> int:
     criteria = Criteria(args.max_failure, args.max_p95_ms)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if args.split and (args.split < 2 or args.scenario != "calls" or args.pairs < args.split):
+        print("--split N needs N >= 2, the calls scenario and at least N --pairs", file=sys.stderr)
+        return 2
     results: dict[str, dict] = {}
-    for target_name in ["centralino", *args.peer]:
+    split = [f"centralino-x{args.split}"] if args.split else []
+    for target_name in ["centralino", *split, *args.peer]:
         print(f"\n## {target_name}", flush=True)
         with tempfile.TemporaryDirectory(prefix="centralino-bench-") as tmp:
             results[target_name] = _measure(target_name, Path(tmp), args, criteria)
@@ -221,27 +229,36 @@ def _measure(name: str, work: Path, args: argparse.Namespace, criteria: Criteria
     users = [(f"{5_000_000 + i}", f"pw{i}") for i in range(max(args.users, pairs))]
     infs = [write_users_csv(work / f"users{i}.csv", users[i::pairs], "bench.local") for i in range(pairs)]
     api_port = 0
-    if name == "centralino":
-        sip_port, api_port = _free_port(2), _free_port(1)
-        plan = bench_plan(work, sip_port, api_port, users, pairs, tuned=args.tuned)
+    if name == "centralino" or name.startswith("centralino-x"):
+        # the prototype: N processes, pair i served by process i % N, one database (docs/multicore.md)
+        processes = int(name.partition("-x")[2] or 1)
         rtp = args.scenario == "calls-rtp"
-        answerers = [] if args.scenario == "register" else [
-            (users[i][0], lambda i=i: _answering_uas(work, sip_port, users[i], echo=rtp)) for i in range(pairs)]
-        target = peers.start_centralino(work, plan, api_port, sip_port, answerers)
+        targets = []
+        for k in range(processes):
+            sub = work / f"process{k}" if processes > 1 else work
+            sub.mkdir(exist_ok=True)
+            sip_port, api_k = _free_port(2), _free_port(1)
+            plan = bench_plan(sub, sip_port, api_k, users, pairs, tuned=args.tuned,
+                              storage=work / "bench.db" if processes > 1 else None)
+            answerers = [] if args.scenario == "register" else [
+                (users[i][0], lambda i=i, sub=sub, port=sip_port: _answering_uas(sub, port, users[i], echo=rtp))
+                for i in range(pairs) if i % processes == k]
+            targets.append(peers.start_centralino(sub, plan, api_k, sip_port, answerers))
+            api_port = api_port or api_k
     elif name == "kamailio":
-        target = peers.start_kamailio(work, pairs)
+        targets = [peers.start_kamailio(work, pairs)]
     else:
-        target = peers.start_sippy(work, pairs)
+        targets = [peers.start_sippy(work, pairs)]
     history: list[Step] = []
     rows = []
     try:
         while (rate := next_rate(history, criteria, start=args.start, factor=args.factor,
                                  max_rate=args.max_rate)) is not None:
-            cpu0, err0, t0 = _cpu_seconds(target.proc.pid), _udp_rcvbuf_errors(), time.monotonic()
+            cpu0, err0, t0 = _cpu_of(targets), _udp_rcvbuf_errors(), time.monotonic()
             media0 = _media_totals(api_port) if name == "centralino" else None
-            res = _run_pairs(args, target, work, rate, infs)
+            res = _run_pairs(args, targets, work, rate, infs)
             wall = time.monotonic() - t0
-            cpu = (_cpu_seconds(target.proc.pid) - cpu0) / wall if wall > 0 else 0.0
+            cpu = (_cpu_of(targets) - cpu0) / wall if wall > 0 else 0.0
             achieved = res.achieved_rate
             if args.scenario == "calls-rtp" and res.elapsed > args.hold:
                 achieved = res.successful / (res.elapsed - args.hold)  # the last calls' hold is not offering time
@@ -259,26 +276,34 @@ def _measure(name: str, work: Path, args: argparse.Namespace, criteria: Criteria
                 row["media"] = _media_delta(media0, _media_totals(api_port))
             rows.append(row)
             print(_row_md(row), flush=True)
-            if target.proc.poll() is not None:
+            if any(t.proc.poll() is not None for t in targets):
                 print(f"{name} exited during the run", file=sys.stderr)
                 break
     finally:
-        target.stop()
+        for t in targets:
+            t.stop()
     best = best_rate(history, criteria)
     return {"steps": rows, "best": asdict(best) if best else None}
 
 
-def _run_pairs(args: argparse.Namespace, target: peers.Target, work: Path, rate: float, infs: list[Path]) -> SippResult:
+def _cpu_of(targets: list[peers.Target]) -> float:
+    return sum(_cpu_seconds(t.proc.pid) for t in targets)
+
+
+def _run_pairs(args: argparse.Namespace, targets: list[peers.Target], work: Path, rate: float,
+               infs: list[Path]) -> SippResult:
     """One step: ``--pairs`` SIPp callers at once, each with its share of the rate and calls,
-    from its own address, calling its own answerer; one merged result."""
+    from its own address, calling its own answerer (pair i at target i % N); one merged result."""
     from concurrent.futures import ThreadPoolExecutor
 
     pairs = len(infs)
     share, count = rate / pairs, int(rate * args.duration / pairs)
-    dest = f"127.0.0.1:{target.sip_port}"
 
     def one(i: int) -> SippResult:
-        service = target.services[i % len(target.services)]
+        target = targets[i % len(targets)]
+        dest = f"127.0.0.1:{target.sip_port}"
+        mine = i // len(targets)  # this pair's place among its target's pairs
+        service = target.services[mine % len(target.services)]
         if args.scenario == "calls-rtp":
             hold = int(args.hold * 1000)
             return run_sipp(_rtp_scenario(work, args.hold), dest, rate=share, count=count, transport=args.transport,
@@ -388,4 +413,9 @@ def _markdown(report: dict) -> str:
     for name, rate in summary:
         ratio = f"{rate / reference:.2f}x" if reference else "-"
         lines.append(f"| {name} | {rate:.0f} | {ratio} |")
+    one = dict(summary).get("centralino")
+    for name, rate in summary:
+        if name.startswith("centralino-x") and one:
+            lines += ["", f"{name} (the multicore prototype: {name.partition('-x')[2]} processes, one database) "
+                          f"vs one process: {rate / one:.2f}x"]
     return "\n".join(lines) + "\n"

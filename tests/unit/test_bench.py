@@ -217,3 +217,39 @@ def test_the_live_dialer_bench_plan_is_valid_and_its_figures_come_from_the_recor
     assert f["attempts"] == 3 and f["live_answers"] == 2 and f["abandon_rate"] == 0.5
     assert f["connected_legs"] == 1
     assert abs(f["talk_min_per_agent_hour"] - (90 / 60) / (2 * 100 / 3600)) < 1e-9
+
+
+def test_the_split_prototype_divides_pairs_among_processes_sharing_one_database(monkeypatch, tmp_path, capsys):
+    """`--split N` (docs/multicore.md): SIPp pair i goes to process i mod N, each pair calls its
+    own answerer there, every process writes the one database; bad combinations exit 2."""
+    import argparse
+
+    from centralino.bench import peers, runner
+    from centralino.bench.sipp import SippResult
+
+    parser = argparse.ArgumentParser()
+    runner.add_arguments(parser)
+    monkeypatch.setattr(runner, "sipp_binary", lambda: "/usr/bin/sipp")
+    for bad in (["calls", "--split", "2", "--pairs", "1"], ["register", "--split", "2", "--pairs", "2"],
+                ["calls", "--split", "1", "--pairs", "2"]):
+        assert runner.main(parser.parse_args(bad)) == 2
+    assert "--split N needs" in capsys.readouterr().err
+
+    shared = tmp_path / "bench.db"
+    plan = runner.bench_plan(tmp_path, 5999, 8999, [("5000000", "pw")], storage=shared).read_text()
+    assert f'storage: "sqlite:{shared}"' in plan
+
+    targets = [peers.Target("centralino", 6000, None, services=["5000000", "5000002"]),  # type: ignore[arg-type]
+               peers.Target("centralino", 6002, None, services=["5000001", "5000003"])]  # type: ignore[arg-type]
+    sent: list[tuple[str, str]] = []
+
+    def fake_sipp(scenario, dest, **kw):
+        sent.append((dest, kw["extra"][1]))
+        return SippResult(target_rate=kw["rate"], successful=10, failed=0, elapsed=1.0, rtt_ms=[1.0])
+
+    monkeypatch.setattr(runner, "run_sipp", fake_sipp)
+    args = parser.parse_args(["calls", "--pairs", "4", "--duration", "1"])
+    result = runner._run_pairs(args, targets, tmp_path, 400.0, [tmp_path / f"u{i}" for i in range(4)])
+    assert sorted(sent) == [("127.0.0.1:6000", "5000000"), ("127.0.0.1:6000", "5000002"),
+                            ("127.0.0.1:6002", "5000001"), ("127.0.0.1:6002", "5000003")]
+    assert result.successful == 40
