@@ -362,12 +362,13 @@ def _media_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, flo
 
 
 def _answering_uas(work: Path, sip_port: int, user: tuple[str, str], *, echo: bool = False) -> subprocess.Popen:
-    """A SIPp UAS answering every call (echoing its RTP with ``echo``), registered as the first
-    bench extension."""
+    """A SIPp UAS answering every call, registered as the bench extension ``user``: with
+    ``echo`` (calls-rtp) it rings, answers and echoes the RTP; else it answers at once, as the
+    peers' answerers do."""
     from .sipp import register_contact, start_sipp
 
     port = _free_port(2)
-    uas = start_sipp("uas_echo.xml", local_ip="127.0.0.1", port=port, media_port=_free_port(2),
+    uas = start_sipp("uas_echo.xml" if echo else peers.ANSWERER, local_ip="127.0.0.1", port=port, media_port=_free_port(2),
                      count=10_000_000, log_dir=work, extra=["-rtp_echo"] if echo else None)
     register_contact(("127.0.0.1", sip_port), user[0], user[1], ("127.0.0.1", port), "bench.local")
     return uas
