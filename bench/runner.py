@@ -70,8 +70,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="SIPp callers (and answerers) run side by side, each with rate/pairs: "
                         "for rates where one SIPp would be the bottleneck")
     p.add_argument("--out", default=str(RESULTS), help="where the JSON and Markdown reports go")
-    p.add_argument("--peer", action="append", choices=["kamailio", "sippy"], default=[],
-                   help="calls: also measure this peer in the same run (repeatable)")
+    p.add_argument("--peer", action="append", choices=["kamailio", "sippy", "rtpengine"], default=[],
+                   help="calls: also measure this peer in the same run (repeatable); relay: rtpengine")
     p.add_argument("--split", type=int, default=0, metavar="N",
                    help="calls: also measure N Centralino processes side by side (the multicore prototype of "
                         "docs/multicore.md): each its own SIP port and media worker, one shared database, the "
@@ -176,12 +176,14 @@ def main(args: argparse.Namespace) -> int:
         from .relay import main as relay_main
 
         return relay_main(["--streams", *map(str, args.streams), "--duration", str(args.duration),
-                           *(["--record"] if getattr(args, "record", False) else [])])
+                           *(["--record"] if getattr(args, "record", False) else []),
+                           *(f"--peer={peer}" for peer in args.peer)])
     if sipp_binary() is None:
         print("centralino bench needs SIPp: apt-get install sip-tester", file=sys.stderr)
         return 2
-    if args.peer and args.scenario not in ("calls", "calls-rtp"):
-        print("peers are compared on the calls scenario: centralino bench calls --peer kamailio", file=sys.stderr)
+    if "rtpengine" in args.peer or (args.peer and args.scenario not in ("calls", "calls-rtp")):
+        print("peers are compared on the calls scenario (centralino bench calls --peer kamailio) and the "
+              "relay scenario (centralino bench relay --peer rtpengine)", file=sys.stderr)
         return 2
     for peer in args.peer:
         if (why := peers.missing(peer)) is not None:

@@ -57,16 +57,18 @@ class UdpPort:
         self._loop.add_reader(sock.fileno(), self._readable)
 
     def _readable(self) -> None:
-        receive = self.sock.recvfrom
-        handle = self.endpoint.on_rtcp if self.is_rtcp else self.endpoint.on_rtp
-        for _ in range(64):  # then let the loop serve the other sockets
-            try:
-                data, addr = receive(2048)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return
-            handle(data, addr)
+        # One datagram per readiness: a phone sends one packet per 20 ms, so reading on until
+        # EAGAIN cost a second, failing system call (and an exception) for almost every packet.
+        # The loop polls level-triggered: a socket with more queued is reported again on its
+        # next turn, after the other sockets have had theirs.
+        try:
+            data, addr = self.sock.recvfrom(2048)
+        except OSError:  # EAGAIN (a spurious wake-up), or the port is closing
+            return
+        if self.is_rtcp:
+            self.endpoint.on_rtcp(data, addr)
+        else:
+            self.endpoint.on_rtp(data, addr)
 
     def sendto(self, data: bytes, addr: Address) -> None:
         try:

@@ -11,6 +11,8 @@ import pytest
 from centralino.media.rtp import RtpPacket
 from centralino.media.worker import MediaPool
 
+from helpers import need_tool
+
 
 def rtp(seq: int, payload: bytes = b"\xff" * 160) -> bytes:
     return RtpPacket(0, seq, seq * 160, 0x1234, payload).serialize()
@@ -140,3 +142,21 @@ def test_inband_dtmf_in_the_audio_is_detected_by_the_worker(workers, tmp_path):
     digits = asyncio.run(main())
     assert [d["digit"] for d in digits] == ["4", "7", "#"]
     assert all(d["method"] == "inband" and d["call"] == "tones" for d in digits)
+
+
+def test_the_relay_bench_times_every_packet_through_a_worker_and_through_rtpengine(tmp_path):
+    """`centralino bench relay --peer rtpengine` end to end on a few calls: the C generator plays
+    both phones, every packet comes out of the other side of a Centralino media worker and of a
+    userspace rtpengine, and each is timed (its send time travels in the payload)."""
+    from centralino.bench.relay import row_md, run_centralino, run_rtpengine
+
+    need_tool("cc")
+    row, extra = asyncio.run(run_centralino(3, 1.0))
+    r = row.result
+    assert r.calls == 3 and r.sent >= 2 * 3 * 40  # 50 packets/s per side, one second
+    assert r.received == r.sent and r.lost == 0 and extra["worker_lost_in"] == 0
+    assert 0 <= r.p50_ms <= r.p99_ms <= r.max_ms  # figures measured, not assumed
+    assert row_md(row).startswith("| centralino | 3 |")
+    need_tool("rtpengine")
+    peer = run_rtpengine(3, 1.0)
+    assert peer.result.received == peer.result.sent >= 240 and peer.relay_cpu > 0
