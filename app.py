@@ -325,6 +325,7 @@ class Switch:
             "calls": self.b2bua.summary(),
             "trunks": self.trunks.summary(),
             "counters": {**self.core.counters, "udp_send_drops": self.transports.udp_send_drops,
+                         "udp_backlog_drops": self.transports.udp_backlog_drops,
                          "tcp_refused": self.transports.refused_connections,
                          "tcp_closed_slow": self.transports.slow_closed},
             "security": self.security_state(now),

@@ -98,6 +98,14 @@ class MediaEngine:
             self._retire(self.endpoints.pop(a.id))
             raise
         self.cmd_bridge({"a": a.id, "b": b.id})
+        first = cmd.get("first")
+        if first is not None:
+            try:
+                self.cmd_endpoint_update({**first, "endpoint": a.id})
+            except (KeyError, OSError, ValueError):  # a bad first update leaves no endpoints behind
+                for ep in (a, b):
+                    self._retire(self.endpoints.pop(ep.id))
+                raise
         return {side: {"endpoint": ep.id, "ip": ep.ip, "port": ep.port} for side, ep in (("a", a), ("b", b))}
 
     def cmd_batch(self, cmd: dict[str, Any]) -> dict[str, Any]:

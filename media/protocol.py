@@ -45,6 +45,7 @@ class EndpointStats(TypedDict, total=False):
 class PairCreate(TypedDict):
     cmd: Literal["pair.create"]
     call: str
+    first: NotRequired[EndpointUpdate]  # applied to side a once made (its endpoint field is ignored)
 
 
 class EndpointCreate(TypedDict):
@@ -307,9 +308,13 @@ class MediaClient:
         raise NotImplementedError
 
     # -- endpoints -------------------------------------------------------------------------------
-    async def pair_create(self, call: str) -> tuple[EndpointRef, EndpointRef] | None:
-        """A call's two endpoints, bridged (None: no port free)."""
-        reply = await self.request({"cmd": "pair.create", "call": call})
+    async def pair_create(self, call: str, first: EndpointUpdate | None = None) -> tuple[EndpointRef, EndpointRef] | None:
+        """A call's two endpoints, bridged (None: no port free); ``first``: side a's first
+        ``endpoint.update``, applied in the same round trip."""
+        command: PairCreate = {"cmd": "pair.create", "call": call}
+        if first is not None:
+            command["first"] = first
+        reply = await self.request(command)
         if not reply.get("ok"):
             return None
         return EndpointRef.from_reply(reply["a"]), EndpointRef.from_reply(reply["b"])

@@ -772,18 +772,22 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
         if call.media is not None:
             return
         worker = worker or self.media.pick()
+        first, chosen = None, None
+        if call.inc is not None:  # a call the switch placed learns its first side from the partner's answer
+            offer = call.inc.request.body
+            target, chosen = audio_target_of(offer), chosen_codec(offer)
+            if target is not None or chosen is not None:
+                # the caller side's address and codec go with the pair: one round trip, not two
+                first = self._point_fields(call, "a", target, chosen, None, endpoint="")
         worker.endpoints += 2
-        pair = await worker.pair_create(call.id)
+        pair = await worker.pair_create(call.id, first=first)
         if pair is None:
             worker.endpoints -= 2
             raise RemoteProtocolError("no media port available", 503)
         call.media = Media(worker, *pair)
+        if chosen is not None:
+            call.media.codecs["a"] = chosen.codec
         self.by_endpoint_call[call.id] = call
-        if call.inc is not None:  # a call the switch placed learns its first side from the partner's answer
-            offer = call.inc.request.body
-            update = self._point_command(call, "a", audio_target_of(offer), chosen_codec(offer))
-            if update is not None:
-                await worker.update(update)
 
     def on_media_event(self, event: dict[str, Any]) -> None:
         kind = event.get("event")

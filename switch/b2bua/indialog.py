@@ -143,12 +143,20 @@ class InDialogMixin:
         media = call.media
         if media is None or (target is None and chosen is None):
             return None
-        update = endpoint_update(getattr(media, side).endpoint)
+        update = self._point_fields(call, side, target, chosen, signalling, getattr(media, side).endpoint)
+        if chosen is not None:
+            media.codecs[side] = chosen.codec
+        return update
+
+    def _point_fields(self, call: Call, side: str, target: Any, chosen: Any, signalling: Flow | None,
+                      endpoint: str) -> EndpointUpdate:
+        """The fields of ``_point_command`` for ``endpoint`` (also for an endpoint not created
+        yet: ``pair.create`` applies the caller side's first update in the same round trip)."""
+        update = endpoint_update(endpoint)
         if chosen is not None:
             update.update(codec=chosen.codec, pt=chosen.pt, codecs=chosen.codecs)
             if chosen.dtmf_pt is not None:
                 update["dtmf_pt"] = chosen.dtmf_pt  # the event we answered with: what we send it
-            media.codecs[side] = chosen.codec
         if target is not None:
             # a side that offers no telephone-event sends its keys as tones: listen for them
             inband = target.dtmf_pt is None and self.plan_of().server.rtp.inband_dtmf

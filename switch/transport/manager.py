@@ -361,6 +361,11 @@ class TransportManager:
         return sum(listener.send_drops for listener in self._udp)
 
     @property
+    def udp_backlog_drops(self) -> int:
+        """New INVITEs dropped unread because the listener's backlog of them was full."""
+        return sum(listener.backlog_drops for listener in self._udp)
+
+    @property
     def connection_count(self) -> int:
         return len(self._connections)
 

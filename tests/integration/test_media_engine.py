@@ -12,6 +12,7 @@ import pytest
 from audio import RtpPhone, dominant, level_at, rms, sine
 from centralino.media.dtmf import TelephoneEvent
 from centralino.media.dtmf_inband import InbandDetector
+from centralino.media.rtp import RtpPacket
 from centralino.media.worker import MediaPool
 
 
@@ -402,3 +403,39 @@ def test_jitter_is_reported_at_the_codecs_clock(codec, pt):
         phone.close()
     assert stats["rx"] >= 70 and stats["lost"] == 0
     assert stats["jitter_ms"] < 5.0, stats
+
+
+def test_pair_create_applies_the_caller_sides_first_update_in_the_same_round_trip():
+    """`pair.create` with `first`: side a is pointed at the caller before the reply (a packet the
+    callee sends comes out to the caller at once); a bad first update fails the command and
+    leaves no endpoint behind."""
+    import socket as socketlib
+
+    caller = socketlib.socket(socketlib.AF_INET, socketlib.SOCK_DGRAM)
+    callee = socketlib.socket(socketlib.AF_INET, socketlib.SOCK_DGRAM)
+    for sock in (caller, callee):
+        sock.bind(("127.0.0.1", 0))
+    caller.settimeout(2)
+
+    async def scenario(w, events):
+        pair = await w.request({"cmd": "pair.create", "call": "f",
+                                "first": {"cmd": "endpoint.update", "endpoint": "", "ip": "127.0.0.1",
+                                          "port": caller.getsockname()[1], "codec": "PCMA", "pt": 8,
+                                          "codecs": {8: "PCMA"}}})
+        callee.sendto(RtpPacket(8, 1, 160, 7, b"\xd5" * 160).serialize(), ("127.0.0.1", pair["b"]["port"]))
+        loop = asyncio.get_running_loop()
+        data = await loop.run_in_executor(None, caller.recv, 2048)
+        before = await w.request({"cmd": "stats"})
+        bad = await w.request({"cmd": "pair.create", "call": "g",
+                               "first": {"cmd": "endpoint.update", "endpoint": "", "ip": "127.0.0.1",
+                                         "port": "not a port"}})
+        after = await w.request({"cmd": "stats"})
+        return pair, data, before, bad, after
+
+    try:
+        pair, data, before, bad, after = run(scenario)
+    finally:
+        caller.close()
+        callee.close()
+    assert pair["ok"] and RtpPacket.parse(data).payload == b"\xd5" * 160
+    assert not bad["ok"] and after["endpoints"] == before["endpoints"] == 2
