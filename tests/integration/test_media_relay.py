@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from centralino.media.rtp import RtpPacket
 from centralino.media.worker import MediaPool
-
 from helpers import need_tool
 
 

@@ -10,7 +10,6 @@ import queue
 import threading
 
 import pytest
-
 from centralino import logsetup
 
 
