@@ -284,6 +284,10 @@ class Switch:
     def calls(self) -> CallControl:
         return self.b2bua
 
+    def sip_received(self) -> dict[str, dict[Any, int]]:
+        assert self.core is not None
+        return {"requests": dict(self.core.received_requests), "responses": dict(self.core.received_responses)}
+
     def call_summary(self) -> dict[str, Any]:
         return self.b2bua.summary()
 

@@ -22,7 +22,8 @@ from ..switch.b2bua.call import Call, CallState
 from ..switch.b2bua.control import CallControl
 from ..switch.security import SecurityGuard
 from .events import EventTail
-from .server import ApiServer
+from .metrics import CONTENT_TYPE, CallOutcomes, families, render
+from .server import ApiServer, RawBody
 
 Reply = tuple[int, Any]
 
@@ -54,6 +55,10 @@ class ControlledSwitch(Protocol):
     def schedule_states(self) -> dict[str, Any]: ...
 
     def call_summary(self) -> dict[str, Any]: ...
+
+    def sip_received(self) -> dict[str, dict[Any, int]]:
+        """SIP messages received: {"requests": by method, "responses": by status code}."""
+        ...
 
     async def reload(self) -> list[str]: ...
 
@@ -224,7 +229,15 @@ def install_routes(api: ApiServer, sw: ControlledSwitch) -> None:
         found, last = await tail.wait(since, types, wait)
         return 200, {"events": found, "next": last}
 
+    outcomes = CallOutcomes(sw.bus)
+
+    async def metrics(_: bytes) -> Reply:
+        """Prometheus text exposition (api/metrics.py)."""
+        reading = families(sw.status(), await sw.media.stats(), sw.acd.snapshot(), outcomes, sw.sip_received())
+        return 200, RawBody(CONTENT_TYPE, render(reading))
+
     for method, path, handler in (
+        ("GET", "/metrics", metrics),
         ("POST", "/events", events),
         ("GET", "/campaigns", campaigns), ("POST", "/campaigns", campaigns),
         ("POST", "/campaigns/disposition", disposition),

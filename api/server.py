@@ -16,6 +16,7 @@ import logging
 import os
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,14 @@ def find_token(address: str, data_dir: Path | None = None) -> str | None:
         except OSError:
             continue
     return None
+
+
+@dataclass(frozen=True)
+class RawBody:
+    """A route's reply that is not JSON (the Prometheus exposition of /metrics)."""
+
+    content_type: str
+    body: bytes
 
 
 class ApiServer:
@@ -156,12 +165,15 @@ class ApiServer:
         except Exception as exc:
             log.exception("API handler failed")
             status, payload = 500, {"error": str(exc)}
-        data = json.dumps(payload, indent=2, default=str).encode()
+        if isinstance(payload, RawBody):
+            data, content_type = payload.body, payload.content_type
+        else:
+            data, content_type = json.dumps(payload, indent=2, default=str).encode(), "application/json"
         reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
                   409: "Conflict", 421: "Misdirected Request", 422: "Unprocessable Entity"}.get(status, "Error")
         extra = "WWW-Authenticate: Bearer\r\n" if status == 401 else ""
         writer.write(
-            f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n{extra}"
+            f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n{extra}"
             f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode() + data
         )
         try:

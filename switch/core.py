@@ -107,6 +107,8 @@ class SipCore:
         self.counters: dict[str, int] = {
             "requests": 0, "responses": 0, "rejected": 0, "shed": 0, "dropped_responses": 0, "stray_responses": 0,
         }
+        self.received_requests: dict[str, int] = {}  # by method (KNOWN_METHODS, else "other")
+        self.received_responses: dict[int, int] = {}  # by status code
 
     # -- tasks ------------------------------------------------------------------------------------
     def set_task_group(self, spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]]) -> None:
@@ -208,10 +210,15 @@ class SipCore:
         try:
             if isinstance(msg, Response):
                 self.counters["responses"] += 1
+                by_code = self.received_responses
+                by_code[msg.status] = by_code.get(msg.status, 0) + 1
                 if self.layer.receive_response(msg, self._now()) is None:
                     self.counters["stray_responses"] += 1
             else:
                 self.counters["requests"] += 1
+                method = msg.method if msg.method in KNOWN_METHODS else "other"  # a client cannot add labels
+                by_method = self.received_requests
+                by_method[method] = by_method.get(method, 0) + 1
                 self._on_request(msg, flow, queued)  # type: ignore[arg-type]
         except RemoteProtocolError as exc:
             # a lazily parsed header turned out malformed
