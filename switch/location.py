@@ -101,7 +101,7 @@ class LocationService:
             ]
             stmts += [(_UPSERT, _row(b)) for b in upserts]
             if stmts:
-                await self.db.write(stmts)
+                await self.db.write(stmts, urgent=True)  # the REGISTER's 200 waits for this commit
         current = self._bindings.setdefault(aor, {})
         bus = self.bus
         for uri in removals:
