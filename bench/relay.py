@@ -21,6 +21,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -276,11 +277,11 @@ def main(argv: list[str] | None = None) -> int:
 
         build()
     except GeneratorUnavailable as exc:
-        print(f"centralino bench relay: {exc}", file=__import__("sys").stderr)
+        print(f"centralino bench relay: {exc}", file=sys.stderr)
         return 2
     if "rtpengine" in args.peer and shutil.which("rtpengine") is None:
         print("centralino bench relay: rtpengine is not installed: apt-get install rtpengine-daemon",
-              file=__import__("sys").stderr)
+              file=sys.stderr)
         return 2
     rows: list[Row] = []
     extras: list[dict[str, Any]] = []
