@@ -72,6 +72,10 @@ class LocationService:
     bus: EventBus | None = None  # RegistrationChanged for every binding added, refreshed or gone
 
     # -- queries -------------------------------------------------------------------------------
+    def binding(self, aor: str, contact_uri: str) -> Binding | None:
+        """One binding by its key, whatever its expiry."""
+        return self._bindings.get(aor, {}).get(contact_uri)
+
     def lookup(self, aor: str, now: float | None = None) -> list[Binding]:
         """Live bindings, highest q first, most recent first among equals."""
         items = self._bindings.get(aor, {}).values()
