@@ -158,4 +158,4 @@ def test_the_relay_bench_times_every_packet_through_a_worker_and_through_rtpengi
     assert row_md(row).startswith("| centralino | 3 |")
     need_tool("rtpengine")
     peer = run_rtpengine(3, 1.0)
-    assert peer.result.received == peer.result.sent >= 240 and peer.relay_cpu > 0
+    assert peer.result.received == peer.result.sent >= 240  # (its CPU over 1 s can be under one clock tick)
