@@ -205,58 +205,55 @@ class Database:
     async def _flush(self) -> None:
         while self._pending or self._urgent:
             batch = self._next_batch()
-            if self._writer is not None:
-                await self._flush_in_writer(batch)
-                continue
-            db = self.conn
+            runs = _runs(batch)
             try:
-                await db.execute("BEGIN IMMEDIATE")
-                # consecutive statements with the same SQL go in one executemany: one thread hop
-                run: list[Sequence[Any]] = []
-                run_sql: str | None = None
-                for statements, _ in batch:
-                    for sql, params in statements:
-                        if sql != run_sql and run:
-                            await db.executemany(run_sql, run)  # type: ignore[arg-type]
-                            run = []
-                        run_sql = sql
-                        run.append(params)
-                if run:
-                    await db.executemany(run_sql, run)  # type: ignore[arg-type]
-                await db.execute("COMMIT")
-            except Exception as exc:  # report to every writer of the batch, keep the flusher alive
-                try:
-                    await db.execute("ROLLBACK")
-                except Exception:
-                    pass
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                continue
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_result(None)
-
-
-    async def _flush_in_writer(self, batch: list[tuple[list[Statement], asyncio.Future[None]]]) -> None:
-        runs: list[tuple[str, list[Sequence[Any]]]] = []
-        for statements, _ in batch:  # consecutive statements with the same SQL: one executemany
-            for sql, params in statements:
-                if runs and runs[-1][0] == sql:
-                    runs[-1][1].append(params)
+                if self._writer is not None:
+                    await asyncio.get_running_loop().run_in_executor(self._writer, self._commit_sync, runs)
                 else:
-                    runs.append((sql, [params]))
-        assert self._writer is not None
+                    await self._commit_async(runs)
+            except Exception as exc:  # report to every writer of the batch, keep the flusher alive
+                _settle(batch, exc)
+                continue
+            _settle(batch, None)
+
+    async def _commit_async(self, runs: list[tuple[str, list[Sequence[Any]]]]) -> None:
+        """The same transaction through aiosqlite (``:memory:``, which has no second connection)."""
+        db = self.conn
+        await db.execute("BEGIN IMMEDIATE")
         try:
-            await asyncio.get_running_loop().run_in_executor(self._writer, self._commit_sync, runs)
-        except Exception as exc:  # report to every writer of the batch, keep the flusher alive
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
-            return
-        for _, fut in batch:
-            if not fut.done():
+            for sql, params in runs:
+                await db.executemany(sql, params)
+            await db.execute("COMMIT")
+        except BaseException:
+            try:
+                await db.execute("ROLLBACK")
+            except Exception:
+                pass
+            raise
+
+
+Batch = list[tuple[list[Statement], "asyncio.Future[None]"]]
+
+
+def _runs(batch: Batch) -> list[tuple[str, list[Sequence[Any]]]]:
+    """Consecutive statements with the same SQL, across the batch's writers: one executemany each."""
+    runs: list[tuple[str, list[Sequence[Any]]]] = []
+    for statements, _ in batch:
+        for sql, params in statements:
+            if runs and runs[-1][0] == sql:
+                runs[-1][1].append(params)
+            else:
+                runs.append((sql, [params]))
+    return runs
+
+
+def _settle(batch: Batch, exc: Exception | None) -> None:
+    for _, fut in batch:
+        if not fut.done():
+            if exc is None:
                 fut.set_result(None)
+            else:
+                fut.set_exception(exc)
 
 
 def _split_sql(script: str) -> list[str]:
