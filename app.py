@@ -17,7 +17,8 @@ from typing import Any
 
 from .acd.service import AcdService
 from .acd.supervision import Supervision
-from .api.control import install_routes
+from .api.app import build_app
+from .api.auth import ApiAuth
 from .api.server import ApiServer
 from .config.loader import LoadedPlan, PlanInvalid, load_plan
 from .config.reloadable import Reloadable
@@ -148,8 +149,11 @@ class Switch:
         try:
             # Bind first, so that a busy port is a plain error rather than a task-group failure.
             await self.transports.start(sip.listen_addresses)
-            install_routes(self.api, self)
-            await self.api.start(plan.server.api.listen)
+            self.api_auth = ApiAuth(plan, self.db, self.bus, self.api.token, await self._meta_secret("api-secret"))
+            await self.api_auth.start()
+            app, self.event_tail = build_app(self, self.api_auth, self._version())
+            self.api.set_names(plan.server.api.hosts)
+            await self.api.start(plan.server.api.listen, app)
             self.api.write_token(self.data_dir)
             await self.media.start()
         except BaseException:
@@ -220,7 +224,9 @@ class Switch:
         print(f"Centralino {self._version()} running the plan {self.loaded.source}", flush=True)
         print(f"  SIP on {where}; domain {self.plan.server.sip.domain}", flush=True)
         if self.api.address:
-            print(f"  control API on http://{self.api.address[0]}:{self.api.address[1]}", flush=True)
+            base = f"http://{self.api.address[0]}:{self.api.address[1]}"
+            print(f"  API on {base}/api/v1 (docs {base}/api/v1/docs); wallboard {base}/wallboard, "
+                  f"agent desktop {base}/agent", flush=True)
         print(f"  data: database {self.db.path if self.db else '-'}, recordings in "
               f"{self.plan.server.recordings}", flush=True)
         print(f"  {restored} registration(s) restored", flush=True)
@@ -234,6 +240,11 @@ class Switch:
             print(f"  {kept} extension(s) use passwords generated earlier: centralino passwords{config} --show",
                   flush=True)
         self.new_passwords = {}
+        for name, pw in self.api_auth.new_passwords.items():
+            user = self.plan.users[name]
+            print(f"  web/API user {name} ({user.role.value}): password {pw} (generated now; shown once; "
+                  f"a new one: centralino user reset {name})", flush=True)
+        self.api_auth.new_passwords = {}
 
     @staticmethod
     def _version() -> str:
@@ -341,7 +352,7 @@ class Switch:
             "bans": sec.bans(now), "locked_users": sec.locks(now),
             "dropped_rate_limited": sec.dropped_rate, "dropped_banned": sec.dropped_banned,
             "dropped_user_agent": sec.dropped_user_agent, "refused_locked": sec.refused_locked,
-            "api_refused": self.api.refused,
+            "api_refused": self.api.refused + self.api_auth.refused,
         }
 
     # -- reload and shutdown -----------------------------------------------------------------------
@@ -360,6 +371,8 @@ class Switch:
         await self._resolve_passwords()
         for service in self.reloadables:
             service.plan_changed(plan)
+        await self.api_auth.reload(plan)
+        self.api.set_names(plan.server.api.hosts)
         sip = plan.server.sip
         for aor in self.location.aors():
             if aor not in plan.extensions:

@@ -12,6 +12,7 @@ import sys
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .config.loader import PlanInvalid, load_plan
@@ -202,7 +203,7 @@ def _ask_switch(args: argparse.Namespace, method: str, path: str) -> Any:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    data = _ask_switch(args, "GET", "/status")
+    data = _ask_switch(args, "GET", "/api/v1/status")
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
@@ -267,13 +268,10 @@ def cmd_passwords(args: argparse.Namespace) -> int:
 
 def cmd_security(args: argparse.Namespace) -> int:
     """Bans and locked-out users of a running switch; unban an address or unlock a user."""
-    payload = {}
-    if args.unban:
-        payload["unban"] = args.unban
-    if args.unlock:
-        payload["unlock"] = args.unlock
-    status, data = _request_switch(args, "POST" if payload else "GET", "/security",
-                                   json.dumps(payload).encode() if payload else b"")
+    status, data = _request_switch(args, "GET", "/api/v1/security")
+    for key, field, value in (("unban", "address", args.unban), ("unlock", "user", args.unlock)):
+        if value and status == 200:
+            status, data = _request_switch(args, "POST", f"/api/v1/security/{key}", json.dumps({field: value}).encode())
     if status != 200:
         print(f"centralino security: {data.get('error')}", file=sys.stderr)
         return 1
@@ -402,8 +400,8 @@ def cmd_campaign(args: argparse.Namespace) -> int:
 
 
 def _campaign_on_switch(args: argparse.Namespace) -> int:
-    payload = json.dumps({"campaign": args.name, "action": args.action}).encode()
-    status, data = _request_switch(args, "POST", "/campaigns", payload)
+    payload = json.dumps({"action": args.action}).encode()
+    status, data = _request_switch(args, "POST", f"/api/v1/campaigns/{quote(args.name, safe='')}", payload)
     if status != 200:
         print(f"centralino campaign: {data.get('error')}", file=sys.stderr)
         return 1
@@ -427,8 +425,8 @@ def cmd_events(args: argparse.Namespace) -> int:
     since = 0
     try:
         while True:
-            payload = json.dumps({"since": since, "wait": 20 if args.follow else 0, "types": args.type}).encode()
-            status, data = _request_switch(args, "POST", "/events", payload, timeout=30.0)
+            query = urlencode({"since": since, "wait": 20 if args.follow else 0, "types": ",".join(args.type or [])})
+            status, data = _request_switch(args, "GET", f"/api/v1/events/poll?{query}", timeout=30.0)
             if status != 200:
                 print(f"centralino events: {data.get('error')}", file=sys.stderr)
                 return 1
@@ -441,10 +439,67 @@ def cmd_events(args: argparse.Namespace) -> int:
         return 0
 
 
+def cmd_token(args: argparse.Namespace) -> int:
+    """Integration tokens of a running switch: create (printed once), list, revoke."""
+    if args.action == "create":
+        if not args.name:
+            print("centralino token create: --name is needed", file=sys.stderr)
+            return 2
+        body = {"name": args.name, "days": args.days or None, **({"user": args.user} if args.user else
+                                                                   {"role": args.role or "admin"})}
+        status, data = _request_switch(args, "POST", "/api/v1/tokens", json.dumps(body).encode())
+    elif args.action == "list":
+        status, data = _request_switch(args, "GET", "/api/v1/tokens")
+    else:
+        status, data = _request_switch(args, "DELETE", f"/api/v1/tokens/{quote(args.name or '', safe='')}")
+    if status != 200:
+        print(f"centralino token: {data.get('error')}", file=sys.stderr)
+        return 1
+    if args.action == "create":
+        print(data["token"])
+        print(f"token {data['name']} ({data['role']}{', as ' + data['user'] if data['user'] else ''}): shown once; "
+              "send it as Authorization: Bearer TOKEN", file=sys.stderr)
+    elif args.action == "list":
+        for t in data["tokens"]:
+            print(f"{t['name']}\t{t['kind']}\t{t['role']}\t{t['user'] or '-'}\texpires "
+                  f"{datetime.fromtimestamp(t['expires']).astimezone().isoformat(timespec='minutes') if t['expires'] else 'never'}")
+    else:
+        print(f"revoked {args.name}")
+    return 0
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    """hash: a password_hash for the plan (password read from stdin); reset NAME: a new generated
+    password for a user of the running switch, printed once."""
+    if args.action == "hash":
+        import getpass
+
+        from .config.users import hash_password
+
+        password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+        if not password:
+            print("centralino user hash: an empty password", file=sys.stderr)
+            return 2
+        print(hash_password(password))
+        return 0
+    if not args.name:
+        print("centralino user reset: which user?", file=sys.stderr)
+        return 2
+    status, data = _request_switch(args, "POST", f"/api/v1/users/{quote(args.name, safe='')}/password")
+    if status != 200:
+        print(f"centralino user: {data.get('error')}", file=sys.stderr)
+        return 1
+    print(f"user {data['user']}: password {data['password']} (shown once)")
+    return 0
+
+
 def cmd_schedule(args: argparse.Namespace) -> int:
     """Show schedules, or force one open/closed (day/night switch) or back to its hours."""
-    payload = json.dumps({"schedule": args.name, "mode": args.mode}).encode() if args.mode else b""
-    status, data = _request_switch(args, "POST" if payload else "GET", "/schedules", payload)
+    if args.mode:
+        status, data = _request_switch(args, "PUT", f"/api/v1/schedules/{quote(args.name or '', safe='')}",
+                                       json.dumps({"mode": args.mode}).encode())
+    else:
+        status, data = _request_switch(args, "GET", "/api/v1/schedules")
     if status != 200:
         print(f"centralino schedule: {data.get('error')}", file=sys.stderr)
         return 1
@@ -455,7 +510,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
-    data = _ask_switch(args, "POST", "/reload")
+    data = _ask_switch(args, "POST", "/api/v1/reload")
     if data.get("ok"):
         print(f"reloaded {data['plan']}")
         return 0
@@ -654,6 +709,23 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--config", "-c", help="the plan the switch runs (to find its API address)")
     ev.add_argument("--api", help="the control API address HOST:PORT (overrides --config)")
     ev.set_defaults(func=cmd_events)
+
+    tk = sub.add_parser("token", help="API tokens for integrations (a CRM, a script): create, list, revoke")
+    tk.add_argument("action", choices=["create", "list", "revoke"])
+    tk.add_argument("--name", help="the token's name (create, revoke)")
+    tk.add_argument("--role", choices=["admin"], help="create: a role token (default admin)")
+    tk.add_argument("--user", help="create: a token acting as this plan user (its role and scope)")
+    tk.add_argument("--days", type=float, default=365.0, help="create: lifetime in days (0: never expires)")
+    tk.add_argument("--config", "-c", help="the plan the switch runs (to find its API address)")
+    tk.add_argument("--api", help="the control API address HOST:PORT (overrides --config)")
+    tk.set_defaults(func=cmd_token)
+
+    us = sub.add_parser("user", help="web/API users: hash a password for the plan, or reset a generated one")
+    us.add_argument("action", choices=["hash", "reset"])
+    us.add_argument("name", nargs="?", help="reset: the user")
+    us.add_argument("--config", "-c", help="the plan the switch runs (to find its API address)")
+    us.add_argument("--api", help="the control API address HOST:PORT (overrides --config)")
+    us.set_defaults(func=cmd_user)
 
     sc = sub.add_parser("schedule", help="show opening-hours schedules, or force one open/closed (day/night)")
     sc.add_argument("name", nargs="?", help="the schedule (all when omitted)")

@@ -577,6 +577,14 @@ class AcdService:
         self.events.append(row)
         self.bus.publish(queue_event(row))  # storage writes the row; dashboards and CRMs hear it
 
+    def today(self, by: str, interval: float = 3600.0, queues: frozenset[str] | None = None) -> list[dict[str, object]]:
+        """Today's figures from the queue log kept in memory, grouped ``by`` (queue, agent,
+        interval, did, source, disposition), optionally for some queues only."""
+        plan = self.plan_of()
+        thresholds = {n: q.service_level for n, q in plan.queues.items()}
+        rows = [e for e in self.events if queues is None or e.queue in queues or (e.event == "AGENT" and not e.queue)]
+        return summarize(rows, by, interval=interval, thresholds=thresholds)
+
     def snapshot(self) -> dict[str, Any]:
         """Real-time figures per queue and agent (what a wallboard shows)."""
         now = time.time()
@@ -592,7 +600,7 @@ class AcdService:
         agents = {}
         for ext, a in self.distributor.agents.items():
             agents[ext] = {
-                "state": a.state.value, "since": round(now - a.since, 1), "pause_reason": a.pause_reason,
+                "state": a.state.value, "since": round(now - a.since, 1) if a.since else 0.0, "pause_reason": a.pause_reason,
                 "queues": sorted(a.queues), "calls": a.answered, "missed_rings": a.missed,
                 "talk": round(a.time_in(AgentState.ON_CALL, now), 1),
                 "wrapup": round(a.time_in(AgentState.WRAPUP, now), 1),

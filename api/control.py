@@ -1,31 +1,39 @@
-"""The control API's routes (what `centralino status|reload|schedule|security` and the tests talk
-to). They read services through their own methods and drive calls through ``CallControl``; the
-app only wires them (``install_routes``). Each route takes the request body and returns
-(status, JSON-ready payload).
+"""The resources of ``/api/v1`` (what `centralino status|reload|schedule|security`, the pages and
+the CRMs talk to). Routes read services through their own methods and drive calls through
+``CallControl``; each is registered with the roles that may call it, and scoped further by the
+principal: an agent acts only on itself, a supervisor only on its queues, an admin on all.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
+
+from fastapi import APIRouter, Query, Request, Response, WebSocket
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from ..acd.service import AcdService
+from ..acd.stats import to_csv
 from ..acd.supervision import Supervision
 from ..config.schema import Plan, mailbox_for
+from ..config.users import Role
 from ..dialer.service import DialerService
-from ..events import EventBus
+from ..events import CallEvent, CampaignStateChanged, DialerAttempt, DispositionSet, Event, EventBus
 from ..ivr.voicemail import VoicemailService
 from ..media.worker import MediaPool
 from ..switch.b2bua.call import Call, CallState
 from ..switch.b2bua.control import CallControl
 from ..switch.security import SecurityGuard
-from .events import EventTail
+from .auth import ApiAuth, Principal
+from .events import EventTail, Match
+from .http import ALL_ROLES, COOKIE, ROUTE_ROLES, ApiError, route, ws_principal
 from .metrics import CONTENT_TYPE, CallOutcomes, families, render
-from .server import ApiServer, RawBody
 
-Reply = tuple[int, Any]
+V1 = "/api/v1"
+ADMIN = (Role.ADMIN,)
+STAFF = (Role.ADMIN, Role.SUPERVISOR)
 
 
 class ControlledSwitch(Protocol):
@@ -65,187 +73,441 @@ class ControlledSwitch(Protocol):
     async def force_schedule(self, name: str, mode: str) -> None: ...
 
 
-def _args(body: bytes) -> dict[str, Any]:
-    value = json.loads(body or b"{}")
-    if not isinstance(value, dict):
-        raise ValueError("a JSON object is expected")
-    return value
+# -- request bodies ---------------------------------------------------------------------------------
+class Login(BaseModel):
+    user: str = Field(max_length=64)
+    password: str = Field(max_length=256)
 
 
-def install_routes(api: ApiServer, sw: ControlledSwitch) -> None:
-    def live_call(args: dict[str, Any]) -> Call | None:
-        return sw.calls.find(str(args.get("call", "")))
+class TokenRequest(BaseModel):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
+    role: Role | None = None  # a role token (admin integrations), or
+    user: str | None = None  # a token acting as that plan user
+    days: float | None = Field(365.0, gt=0)  # None: never expires
 
-    async def status(_: bytes) -> Reply:
-        return 200, sw.status()
 
-    async def media(_: bytes) -> Reply:
-        return 200, {"workers": await sw.media.stats(), "calls": sw.call_summary()}
+class AgentState(BaseModel):
+    action: Literal["login", "logout", "pause", "unpause", "ready"]
+    reason: str = Field("", max_length=64)
 
-    async def reload(_: bytes) -> Reply:
+
+class ScheduleMode(BaseModel):
+    mode: Literal["open", "closed", "auto"]
+
+
+class MonitorMode(BaseModel):
+    mode: Literal["listen", "whisper", "barge"]
+
+
+class RecordingChange(BaseModel):
+    paused: bool | None = None
+    start: bool = False
+
+
+class PlayRequest(BaseModel):
+    prompts: list[str] = Field(min_length=1, max_length=32)
+
+
+class MuteRequest(BaseModel):
+    call: str
+    muted: bool = True
+
+
+class CampaignAction(BaseModel):
+    action: Literal["start", "pause", "stop", "status"]
+
+
+class Disposition(BaseModel):
+    agent: str | None = None  # default: the calling agent
+    disposition: str = Field(max_length=64)
+    lead: int | None = None
+    campaign: str | None = None
+    callback_at: float | None = None
+    callback_agent: str = ""
+
+
+class Unban(BaseModel):
+    address: str
+
+
+class Unlock(BaseModel):
+    user: str
+
+
+def principal_of(request: Request) -> Principal:
+    return request.state.principal  # type: ignore[no-any-return]
+
+
+def _calls_of(call: Call) -> set[str]:
+    """The extensions taking part in a call."""
+    parties = {call.caller} if call.source == "extension" else set()
+    if call.answered is not None and call.answered.destination.startswith("extension:"):
+        parties.add(call.answered.destination.partition(":")[2])
+    return parties
+
+
+def call_card(call: Call) -> dict[str, Any]:
+    return {"id": call.id, "state": call.state.value, "caller": call.caller, "called": call.called,
+            "source": call.source, "did": call.did, "destination": call.destination,
+            "started": call.started, "answered": call.answered_at, "recording": call.recording,
+            "held": call.held, "extensions": sorted(_calls_of(call))}
+
+
+def install_routes(app: Any, sw: ControlledSwitch, auth: ApiAuth) -> EventTail:
+    """Every /api/v1 route on ``app``; returns the event tail the stream and long polls read."""
+    r = APIRouter(prefix=V1)
+
+    def members(principal: Principal) -> set[str]:
+        """The agents a principal may see and act on."""
+        if principal.is_admin:
+            return set(sw.plan.agents)
+        if principal.role is Role.AGENT:
+            return {principal.extension} if principal.extension else set()
+        return {m for q in principal.queues if q in sw.plan.queues for m in sw.plan.queues[q].members}
+
+    def may_touch_call(principal: Principal, call: Call) -> bool:
+        if principal.is_admin:
+            return True
+        return bool(_calls_of(call) & members(principal))
+
+    def live_call(principal: Principal, call_id: str) -> Call:
+        call = sw.calls.find(call_id)
+        if call is None or not may_touch_call(principal, call):
+            raise ApiError(404, f"no such call {call_id!r}")
+        return call
+
+    # -- auth -------------------------------------------------------------------------------------
+    @route(r, "POST", "/auth/login", (), V1)
+    async def login(body: Login, request: Request, response: Response) -> dict[str, Any]:
+        source = request.client.host if request.client else "?"
+        try:
+            got = await auth.login(body.user, body.password, source)
+        except PermissionError as exc:
+            raise ApiError(401, str(exc)) from None
+        if isinstance(got, float):
+            raise ApiError(429, "too many failed logins; try again later",
+                           headers={"Retry-After": str(max(1, round(got)))})
+        token, record = got
+        response.set_cookie(COOKIE, token, max_age=int(auth.config.session_hours * 3600), httponly=True,
+                            samesite="strict", path="/")
+        return {"token": token, "csrf": auth.csrf_for(record.token_id), "expires": record.expires,
+                **auth.user_card(body.user)}
+
+    @route(r, "POST", "/auth/logout", ALL_ROLES, V1)
+    async def logout(request: Request, response: Response) -> dict[str, Any]:
+        await auth.revoke(principal_of(request).token_id)
+        response.delete_cookie(COOKIE, path="/")
+        return {"ok": True}
+
+    @route(r, "GET", "/auth/me", ALL_ROLES, V1)
+    async def me(request: Request) -> dict[str, Any]:
+        p = principal_of(request)
+        card = auth.user_card(p.user) if p.user in sw.plan.users else {
+            "user": p.user, "name": p.user, "role": p.role.value, "extension": None, "queues": sorted(p.queues)}
+        return {**card, "csrf": auth.csrf_for(p.token_id), "via": p.via.value, "crm_url": auth.config.crm_url}
+
+    @route(r, "GET", "/tokens", ADMIN, V1)
+    async def tokens() -> dict[str, Any]:
+        return {"tokens": auth.listing()}
+
+    @route(r, "POST", "/tokens", ADMIN, V1)
+    async def create_token(body: TokenRequest) -> dict[str, Any]:
+        if (body.role is None) == (body.user is None):
+            raise ApiError(400, "give a role or a user, not both")
+        if body.user is not None and body.user not in sw.plan.users:
+            raise ApiError(404, f"no user {body.user!r}")
+        role = body.role or sw.plan.users[str(body.user)].role
+        if body.role is not None and body.role is not Role.ADMIN:
+            raise ApiError(400, "a role token is an admin's; for a supervisor or an agent, give its user")
+        expires = time.time() + body.days * 86400 if body.days is not None else None
+        token, record = await auth.issue("api", body.user or "", role, body.name, expires)
+        return {"token": token, "name": record.name, "role": role.value, "user": record.user, "expires": expires}
+
+    @route(r, "DELETE", "/tokens/{name}", ADMIN, V1)
+    async def delete_token(name: str) -> dict[str, Any]:
+        if not await auth.revoke_named(name):
+            raise ApiError(404, f"no token named {name!r}")
+        return {"ok": True}
+
+    @route(r, "POST", "/users/{name}/password", ADMIN, V1)
+    async def reset_password(name: str) -> dict[str, Any]:
+        return {"user": name, "password": await auth.reset_password(name)}
+
+    # -- the switch ---------------------------------------------------------------------------------
+    @route(r, "GET", "/status", ADMIN, V1)
+    async def status() -> dict[str, Any]:
+        return sw.status()
+
+    @route(r, "GET", "/media", ADMIN, V1)
+    async def media() -> dict[str, Any]:
+        return {"workers": await sw.media.stats(), "calls": sw.call_summary()}
+
+    @route(r, "POST", "/reload", ADMIN, V1)
+    async def reload() -> Any:
         errors = await sw.reload()
-        return (200, {"ok": True, "plan": sw.plan_source}) if not errors else (422, {"ok": False, "errors": errors})
+        if errors:
+            return JSONResponse({"ok": False, "errors": errors, "error": "the plan was not loaded", "status": 422}, 422)
+        return {"ok": True, "plan": sw.plan_source}
 
-    async def hangup(body: bytes) -> Reply:
-        """{"call": ID}: the switch hangs the call up (both sides)."""
-        call = live_call(_args(body))
-        if call is None:
-            return 404, {"ok": False, "error": "no such call"}
+    @route(r, "GET", "/security", ADMIN, V1)
+    async def security() -> dict[str, Any]:
+        return sw.security_state(time.time())
+
+    @route(r, "POST", "/security/unban", ADMIN, V1)
+    async def unban(body: Unban) -> dict[str, Any]:
+        if not sw.security.unban(body.address, time.time()):
+            raise ApiError(404, f"{body.address} is not banned")
+        return sw.security_state(time.time())
+
+    @route(r, "POST", "/security/unlock", ADMIN, V1)
+    async def unlock(body: Unlock) -> dict[str, Any]:
+        if not sw.security.unlock(body.user, time.time()):
+            raise ApiError(404, f"user {body.user} is not locked")
+        return sw.security_state(time.time())
+
+    @route(r, "GET", "/schedules", STAFF, V1)
+    async def schedules() -> dict[str, Any]:
+        return sw.schedule_states()
+
+    @route(r, "PUT", "/schedules/{name}", STAFF, V1)
+    async def force_schedule(name: str, body: ScheduleMode) -> dict[str, Any]:
+        if name not in sw.plan.schedules:
+            raise ApiError(404, f"no schedule {name!r}")
+        await sw.force_schedule(name, body.mode)
+        return sw.schedule_states()
+
+    # -- queues and agents --------------------------------------------------------------------------
+    def visible_snapshot(principal: Principal) -> dict[str, Any]:
+        snap = sw.acd.snapshot()
+        seen = members(principal)
+        queues = principal.queues if principal.role is not Role.AGENT else {
+            q for q, rules in sw.plan.queues.items() if principal.extension in rules.members}
+        return {"queues": {n: v for n, v in snap["queues"].items() if principal.is_admin or n in queues},
+                "agents": {e: v for e, v in snap["agents"].items() if principal.is_admin or e in seen}}
+
+    @route(r, "GET", "/queues", ALL_ROLES, V1)
+    async def queues(request: Request) -> dict[str, Any]:
+        return visible_snapshot(principal_of(request))
+
+    @route(r, "GET", "/queues/{name}", ALL_ROLES, V1)
+    async def queue(name: str, request: Request) -> dict[str, Any]:
+        found = visible_snapshot(principal_of(request))["queues"].get(name)
+        if found is None:
+            raise ApiError(404, f"no queue {name!r}")
+        return {"queue": name, **found}
+
+    @route(r, "GET", "/agents", ALL_ROLES, V1)
+    async def agents(request: Request) -> dict[str, Any]:
+        return {"agents": visible_snapshot(principal_of(request))["agents"]}
+
+    @route(r, "POST", "/agents/{ext}/state", ALL_ROLES, V1)
+    async def agent_state(ext: str, body: AgentState, request: Request) -> dict[str, Any]:
+        if ext not in members(principal_of(request)):
+            raise ApiError(403 if ext in sw.plan.agents else 404, f"you may not change agent {ext}")
+        action = body.action
+        if action == "ready":
+            current = sw.acd.snapshot()["agents"].get(ext, {}).get("state")
+            action = "unpause" if current == "paused" else "login"
+        try:
+            a = sw.acd.agent_action(ext, action, body.reason)
+        except ValueError as exc:
+            raise ApiError(409, str(exc)) from None
+        return {"ok": True, "agent": a.extension, "state": a.state.value, "reason": a.pause_reason}
+
+    # -- calls ------------------------------------------------------------------------------------
+    @route(r, "GET", "/calls", ALL_ROLES, V1)
+    async def calls(request: Request) -> dict[str, Any]:
+        p = principal_of(request)
+        return {"calls": [call_card(c) for c in sw.calls.live_calls() if may_touch_call(p, c)]}
+
+    @route(r, "GET", "/calls/{call_id}", ALL_ROLES, V1)
+    async def one_call(call_id: str, request: Request) -> dict[str, Any]:
+        return call_card(live_call(principal_of(request), call_id))
+
+    @route(r, "POST", "/calls/{call_id}/hangup", ALL_ROLES, V1)
+    async def hangup(call_id: str, request: Request) -> dict[str, Any]:
+        call = live_call(principal_of(request), call_id)
         if call.state is not CallState.ANSWERED:
-            return 409, {"ok": False, "error": f"the call is {call.state.value}, not answered"}
+            raise ApiError(409, f"the call is {call.state.value}, not answered")
         await sw.calls.hangup(call, by="api")
-        return 200, {"ok": True}
+        return {"ok": True}
 
-    async def recording(body: bytes) -> Reply:
-        """{"call": ID, "paused": true|false} pauses or resumes; {"call": ID, "start": true} starts."""
-        args = _args(body)
-        call = live_call(args)
-        if call is None:
-            return 404, {"ok": False, "error": "no such call"}
-        if args.get("start"):
+    @route(r, "POST", "/calls/{call_id}/recording", ALL_ROLES, V1)
+    async def recording(call_id: str, body: RecordingChange, request: Request) -> dict[str, Any]:
+        call = live_call(principal_of(request), call_id)
+        if body.start:
             path = await sw.calls.start_recording(call)
-            return (200, {"ok": True, "path": path}) if path else (409, {"ok": False, "error": "not recordable"})
-        reply = await sw.calls.pause_recording(call, args.get("paused"))
-        return (200 if reply.get("ok") else 409), reply
+            if not path:
+                raise ApiError(409, "this call cannot be recorded now")
+            return {"ok": True, "path": path}
+        reply = await sw.calls.pause_recording(call, body.paused)
+        if not reply.get("ok"):
+            raise ApiError(409, str(reply.get("error", "not recording")))
+        return reply
 
-    async def play(body: bytes) -> Reply:
-        args = _args(body)
-        call = live_call(args)
-        if call is None:
-            return 404, {"ok": False, "error": "no such call"}
-        done = await sw.calls.play(call, list(args.get("prompts") or []), wait=False)
-        return (200 if done.get("reason") == "started" else 409), done
+    @route(r, "POST", "/calls/{call_id}/play", ADMIN, V1)
+    async def play(call_id: str, body: PlayRequest, request: Request) -> dict[str, Any]:
+        call = live_call(principal_of(request), call_id)
+        done = await sw.calls.play(call, body.prompts, wait=False)
+        if done.get("reason") != "started":
+            raise ApiError(409, f"not played: {done.get('reason')}")
+        return done
 
-    async def mute(body: bytes) -> Reply:
-        args = _args(body)
-        ok = await sw.calls.set_muted(str(args.get("room")), str(args.get("call")), bool(args.get("muted", True)))
-        return (200, {"ok": True}) if ok else (404, {"ok": False, "error": "no such member"})
+    @route(r, "POST", "/conferences/{room}/mute", STAFF, V1)
+    async def mute(room: str, body: MuteRequest) -> dict[str, Any]:
+        if not await sw.calls.set_muted(room, body.call, body.muted):
+            raise ApiError(404, "no such member")
+        return {"ok": True}
 
-    async def queues(_: bytes) -> Reply:
-        return 200, sw.acd.snapshot()
+    # -- supervision --------------------------------------------------------------------------------
+    @route(r, "GET", "/monitor", STAFF, V1)
+    async def monitor(request: Request) -> dict[str, Any]:
+        p = principal_of(request)
+        seen = members(p)
+        return {"sessions": [s for s in sw.supervision.snapshot() if p.is_admin or s["agent"] in seen]}
 
-    async def agent(body: bytes) -> Reply:
-        """{"agent": "1002", "action": "login|logout|pause|unpause", "reason": "lunch"}"""
-        args = _args(body)
-        try:
-            a = sw.acd.agent_action(str(args.get("agent", "")), str(args.get("action", "")), str(args.get("reason", "")))
-        except KeyError as exc:
-            return 404, {"ok": False, "error": str(exc.args[0])}
-        except ValueError as exc:
-            return 409, {"ok": False, "error": str(exc)}
-        return 200, {"ok": True, "agent": a.extension, "state": a.state.value, "reason": a.pause_reason}
+    @route(r, "PUT", "/monitor/{supervisor}", STAFF, V1)
+    async def monitor_mode(supervisor: str, body: MonitorMode, request: Request) -> dict[str, Any]:
+        p = principal_of(request)
+        session = sw.supervision.find(supervisor)
+        if session is None or not (p.is_admin or p.extension == session.supervisor.caller):
+            raise ApiError(404, f"{supervisor} is not monitoring a call")
+        await sw.supervision.set_mode(session, body.mode)
+        return {"sessions": sw.supervision.snapshot()}
 
-    async def schedules(body: bytes) -> Reply:
-        """GET: each schedule's state now; POST {"schedule": "office", "mode": "open|closed|auto"}."""
-        if body:
-            args = _args(body)
-            name, mode = str(args.get("schedule", "")), str(args.get("mode", ""))
-            if name not in sw.plan.schedules:
-                return 404, {"ok": False, "error": f"no schedule {name!r}"}
-            if mode not in ("open", "closed", "auto"):
-                return 400, {"ok": False, "error": "mode is open, closed or auto"}
-            await sw.force_schedule(name, mode)
-        return 200, sw.schedule_states()
+    # -- voicemail --------------------------------------------------------------------------------
+    def box_of(principal: Principal, box: str) -> str:
+        mailbox = mailbox_for(sw.plan, box)
+        if mailbox is None:
+            raise ApiError(404, f"no mailbox {box!r}")
+        if not (principal.is_admin or (principal.extension and (
+                principal.extension == box or principal.extension in mailbox.notify))):
+            raise ApiError(403, f"mailbox {box} is not yours")
+        return box
 
-    async def monitor(body: bytes) -> Reply:
-        """GET: live supervision sessions; POST {"supervisor": "1003", "mode": "listen|whisper|barge"}."""
-        if body:
-            args = _args(body)
-            session = sw.supervision.find(str(args.get("supervisor", "")))
-            if session is None:
-                return 404, {"ok": False, "error": "that supervisor is not monitoring a call"}
-            try:
-                await sw.supervision.set_mode(session, str(args.get("mode", "")))
-            except ValueError as exc:
-                return 400, {"ok": False, "error": str(exc)}
-        return 200, {"sessions": sw.supervision.snapshot()}
+    @route(r, "GET", "/voicemail/{box}", ALL_ROLES, V1)
+    async def voicemail(box: str, request: Request) -> dict[str, Any]:
+        box = box_of(principal_of(request), box)
+        return {"mailbox": box, "messages": await sw.voicemail.messages(box)}
 
-    async def voicemail(body: bytes) -> Reply:
-        """POST {"mailbox": "1002"} lists its messages; with "delete": id or "heard": id, changes one."""
-        args = _args(body)
-        box = str(args.get("mailbox", ""))
-        if mailbox_for(sw.plan, box) is None:
-            return 404, {"ok": False, "error": f"no mailbox {box!r}"}
-        changes: tuple[tuple[str, Callable[[str, int], Awaitable[bool]]], ...] = (
-            ("delete", sw.voicemail.delete), ("heard", sw.voicemail.mark_heard))
-        for key, change in changes:
-            if key in args and not await change(box, int(args[key])):
-                return 404, {"ok": False, "error": f"no message {args[key]} in {box}"}
-        return 200, {"mailbox": box, "messages": await sw.voicemail.messages(box)}
+    async def change_message(box: str, ident: int, request: Request,
+                             change: Callable[[str, int], Awaitable[bool]]) -> dict[str, Any]:
+        box = box_of(principal_of(request), box)
+        if not await change(box, ident):
+            raise ApiError(404, f"no message {ident} in {box}")
+        return {"mailbox": box, "messages": await sw.voicemail.messages(box)}
 
-    async def security(body: bytes) -> Reply:
-        """GET: bans and locked users; POST {"unban": IP} or {"unlock": USER} clears one."""
-        now = time.time()
-        if body:
-            args = _args(body)
-            if "unban" in args and not sw.security.unban(str(args["unban"]), now):
-                return 404, {"ok": False, "error": f"{args['unban']} is not banned"}
-            if "unlock" in args and not sw.security.unlock(str(args["unlock"]), now):
-                return 404, {"ok": False, "error": f"user {args['unlock']} is not locked"}
-        return 200, sw.security_state(now)
+    @route(r, "DELETE", "/voicemail/{box}/{ident}", ALL_ROLES, V1)
+    async def delete_message(box: str, ident: int, request: Request) -> dict[str, Any]:
+        return await change_message(box, ident, request, sw.voicemail.delete)
 
-    async def campaigns(body: bytes) -> Reply:
-        """GET: every campaign's status; POST {"campaign": NAME, "action": "start|pause|stop|status"}."""
-        if not body:
-            return 200, {"campaigns": [await r.status() for r in sw.dialer.runners.values()]}
-        args = _args(body)
-        try:
-            return 200, await sw.dialer.action(str(args.get("campaign", "")), str(args.get("action", "status")))
-        except KeyError as exc:
-            return 404, {"ok": False, "error": str(exc.args[0])}
-        except ValueError as exc:
-            return 400, {"ok": False, "error": str(exc)}
+    @route(r, "POST", "/voicemail/{box}/{ident}/heard", ALL_ROLES, V1)
+    async def heard(box: str, ident: int, request: Request) -> dict[str, Any]:
+        return await change_message(box, ident, request, sw.voicemail.mark_heard)
 
-    async def disposition(body: bytes) -> Reply:
-        """{"agent": "1002", "disposition": "paid"} (the agent's latest campaign call), or with
-        "campaign" and "lead"; "callback_at" (epoch) and "callback_agent" for a callback."""
-        args = _args(body)
-        lead = args.get("lead")
-        try:
-            reply = await sw.dialer.disposition(
-                str(args.get("agent", "")), str(args.get("disposition", "")),
-                lead=int(lead) if lead is not None else None, campaign=args.get("campaign"),
-                callback_at=float(args["callback_at"]) if args.get("callback_at") else None,
-                callback_agent=str(args.get("callback_agent", "")))
-        except KeyError as exc:
-            return 404, {"ok": False, "error": str(exc.args[0])}
-        except ValueError as exc:
-            return 400, {"ok": False, "error": str(exc)}
-        return 200, reply
+    # -- campaigns ----------------------------------------------------------------------------------
+    def campaign_visible(p: Principal, name: str) -> bool:
+        camp = sw.plan.campaigns.get(name)
+        return camp is not None and (p.is_admin or camp.queue in p.queues)
 
+    @route(r, "GET", "/campaigns", STAFF, V1)
+    async def campaigns(request: Request) -> dict[str, Any]:
+        p = principal_of(request)
+        return {"campaigns": [await run.status() for name, run in sw.dialer.runners.items()
+                              if campaign_visible(p, name)]}
+
+    @route(r, "POST", "/campaigns/{name}", STAFF, V1)
+    async def campaign(name: str, body: CampaignAction, request: Request) -> dict[str, Any]:
+        if not campaign_visible(principal_of(request), name):
+            raise ApiError(404, f"no campaign {name!r}")
+        return await sw.dialer.action(name, body.action)
+
+    @route(r, "POST", "/dispositions", ALL_ROLES, V1)
+    async def disposition(body: Disposition, request: Request) -> dict[str, Any]:
+        p = principal_of(request)
+        agent = body.agent or p.extension or ""
+        if agent not in members(p):
+            raise ApiError(403, f"you may not set {agent or 'that'} agent's dispositions")
+        return await sw.dialer.disposition(agent, body.disposition, lead=body.lead, campaign=body.campaign,
+                                           callback_at=body.callback_at, callback_agent=body.callback_agent)
+
+    # -- reports ----------------------------------------------------------------------------------
+    @route(r, "GET", "/reports/today", STAFF, V1)
+    async def today(request: Request, by: Literal["queue", "agent", "interval", "did", "source", "disposition"] = "queue",
+                    interval: int = Query(60, ge=5, le=1440), format: Literal["json", "csv"] = "json") -> Any:
+        """Today's queue and agent figures (the `centralino report` tables): JSON or CSV."""
+        p = principal_of(request)
+        rows = sw.acd.today(by, interval * 60.0, None if p.is_admin else p.queues)
+        if format == "csv":
+            return Response(to_csv(rows), media_type="text/csv",
+                            headers={"Content-Disposition": f'attachment; filename="today-by-{by}.csv"'})
+        return {"by": by, "rows": rows}
+
+    # -- events and metrics -------------------------------------------------------------------------
     tail = EventTail(sw.bus)
 
-    async def events(body: bytes) -> Reply:
-        """{"since": SEQ, "wait": SECONDS, "types": ["dialer.", "queue."]}: the events after SEQ
-        (type prefixes; all without), waiting up to ``wait`` (≤ 25 s) for one to come; "next"
-        is the ``since`` of the following poll."""
-        args = _args(body)
+    @route(r, "GET", "/events/poll", ALL_ROLES, V1)
+    async def poll(request: Request, since: int = 0, wait: float = Query(0.0, ge=0, le=25),
+                   types: str = "") -> dict[str, Any]:
+        """Long poll: the events after ``since`` (type prefixes, comma-separated), waiting up to
+        ``wait`` seconds for one; ``next`` is the ``since`` of the following poll."""
+        prefixes = tuple(t for t in types.split(",") if t)
+        found, last = await tail.wait(since, prefixes, wait, match=event_scope(principal_of(request)))
+        return {"events": found, "next": last}
+
+    def event_scope(p: Principal, prefixes: tuple[str, ...] = (), queue: str = "", agent: str = "") -> Match:
+        """What a principal may see of the stream, narrowed by the client's filters: an admin
+        everything; a supervisor calls, dialer events and its queues' and agents' rows; an agent
+        the rows and dialer events that name it."""
+        seen = members(p)
+
+        def match(event: Event) -> bool:
+            if prefixes and not event.type.startswith(prefixes):
+                return False
+            row = getattr(event, "row", None)
+            who = row.agent if row is not None else getattr(event, "agent", "")
+            if queue and (row is None or row.queue != queue):
+                return False
+            if agent and who != agent:
+                return False
+            if p.is_admin:
+                return True
+            if row is not None:
+                return who in seen if row.event == "AGENT" or p.role is Role.AGENT else row.queue in p.queues
+            if p.role is Role.AGENT:
+                return bool(who) and who in seen
+            return isinstance(event, (CallEvent, DialerAttempt, DispositionSet, CampaignStateChanged))
+
+        return match
+
+    ROUTE_ROLES[("WS", V1 + "/events")] = ALL_ROLES
+
+    @app.websocket(V1 + "/events")
+    async def events(ws: WebSocket, since: int | None = None, types: str = "", queue: str = "",
+                     agent: str = "") -> None:
+        """Every bus event the principal may see, as JSON with its sequence number."""
         try:
-            since = int(args.get("since", 0))
-            wait = float(args.get("wait", 0))
-            types = tuple(str(t) for t in args.get("types") or ())
-        except (TypeError, ValueError) as exc:
-            return 400, {"ok": False, "error": f"bad events request: {exc}"}
-        found, last = await tail.wait(since, types, wait)
-        return 200, {"events": found, "next": last}
+            p = ws_principal(ws)
+        except ApiError as exc:
+            await ws.close(4401 if exc.status_code == 401 else 4403, str(exc.detail)[:120])
+            return
+        await ws.accept()
+        prefixes = tuple(t for t in types.split(",") if t)
+        await tail.stream(ws, since, event_scope(p, prefixes, queue, agent))
 
     outcomes = CallOutcomes(sw.bus)
 
-    async def metrics(_: bytes) -> Reply:
-        """Prometheus text exposition (api/metrics.py)."""
+    async def metrics_body() -> Response:
         reading = families(sw.status(), await sw.media.stats(), sw.acd.snapshot(), outcomes, sw.sip_received())
-        return 200, RawBody(CONTENT_TYPE, render(reading))
+        return Response(render(reading), media_type=CONTENT_TYPE)
 
-    for method, path, handler in (
-        ("GET", "/metrics", metrics),
-        ("POST", "/events", events),
-        ("GET", "/campaigns", campaigns), ("POST", "/campaigns", campaigns),
-        ("POST", "/campaigns/disposition", disposition),
-        ("GET", "/status", status), ("GET", "/media", media), ("POST", "/reload", reload),
-        ("GET", "/security", security), ("POST", "/security", security), ("POST", "/voicemail", voicemail),
-        ("GET", "/monitor", monitor), ("POST", "/monitor", monitor), ("GET", "/schedules", schedules),
-        ("POST", "/schedules", schedules), ("GET", "/queues", queues), ("POST", "/agents", agent),
-        ("POST", "/calls/recording", recording), ("POST", "/calls/hangup", hangup), ("POST", "/calls/play", play),
-        ("POST", "/conferences/mute", mute),
-    ):
-        api.route(method, path, handler)
+    @route(r, "GET", "/metrics", ADMIN, V1)
+    async def metrics() -> Response:
+        return await metrics_body()
+
+    @route(app, "GET", "/metrics", ADMIN, include_in_schema=False)
+    async def root_metrics() -> Response:  # where Prometheus looks by default
+        return await metrics_body()
+
+    app.include_router(r)
+    return tail

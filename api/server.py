@@ -1,6 +1,6 @@
-"""A small HTTP/JSON control API (status, reload, …) on server.api.listen, stdlib only.
+"""Serving the API (api/http.py, api/control.py) on server.api.listen, and the CLI's credential.
 
-It is what `centralino status` and `centralino reload` talk to. Every request needs the local
+The API is what `centralino status` and `centralino reload` talk to. Every request needs the local
 credential: a random token the switch writes at start into ``api-token`` (0600) in its data
 directory and into an address-keyed file of its user's runtime directory, which the CLI reads.
 A request whose ``Host`` is not the API's own address or whose ``Origin`` is foreign is refused,
@@ -10,13 +10,11 @@ so neither a web page open in a browser on this host nor a DNS-rebinding page ca
 from __future__ import annotations
 
 import asyncio
-import hmac
+import contextlib
 import json
 import logging
 import os
 import secrets
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +22,6 @@ from ..private_files import open_private, private_dir
 
 log = logging.getLogger("centralino.api")
 
-Route = Callable[[bytes], Awaitable[tuple[int, Any]]]
-MAX_BODY = 1 << 20
 TOKEN_FILE = "api-token"
 
 
@@ -60,36 +56,80 @@ def find_token(address: str, data_dir: Path | None = None) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class RawBody:
-    """A route's reply that is not JSON (the Prometheus exposition of /metrics)."""
-
-    content_type: str
-    body: bytes
-
-
 class ApiServer:
+    """uvicorn serving the FastAPI app on the switch's own event loop (no threads, no processes).
+
+    The listening socket is bound here first, so a busy port is a plain start-up error; uvicorn's
+    signal handling is left out (the switch owns SIGINT/SIGTERM and stops us in its shutdown)."""
+
     def __init__(self) -> None:
-        self.routes: dict[tuple[str, str], Route] = {}
-        self._server: asyncio.Server | None = None
+        self.app: Any = None
+        self.guard: Any = None
         self.address: tuple[str, int] | None = None
         self.token = secrets.token_urlsafe(32)
-        self._hosts: set[str] = set()
+        self.hosts: set[str] = set()
+        self._extra_hosts: list[str] = []
         self._written: list[Path] = []
-        self.refused = 0
+        self._server: Any = None
+        self._task: asyncio.Task[None] | None = None
 
-    def route(self, method: str, path: str, handler: Route) -> None:
-        self.routes[(method, path)] = handler
+    @property
+    def refused(self) -> int:
+        return self.guard.refused if self.guard is not None else 0
 
-    async def start(self, listen: str) -> None:
+    def allowed_hosts(self) -> set[str]:
+        return self.hosts
+
+    def set_names(self, names: list[str]) -> None:
+        """The configured names (server.api.hosts) the API also answers for."""
+        self._extra_hosts = list(names)
+        self._compute_hosts()
+
+    def _compute_hosts(self) -> None:
+        if self.address is None:
+            return
+        host, port = self.address
+        names = {"127.0.0.1", "localhost", "[::1]", host if ":" not in host else f"[{host}]", self._listen_host}
+        hosts = {f"{n}:{port}" for n in names}
+        for name in self._extra_hosts:
+            hosts.add(name)
+            if ":" not in name.rsplit("]", 1)[-1]:
+                hosts.add(f"{name}:{port}")
+        self.hosts = hosts
+
+    async def start(self, listen: str, app: Any) -> None:
+        import socket
+
+        import uvicorn
+
         host, _, port = listen.rpartition(":")
-        self._server = await asyncio.start_server(self._serve, host.strip("[]") or "127.0.0.1", int(port))
-        sock = self._server.sockets[0].getsockname()
-        self.address = (sock[0], sock[1])
-        port = sock[1]
-        names = {"127.0.0.1", "localhost", "[::1]", host.strip("[]") or "127.0.0.1", sock[0]}
-        self._hosts = {f"{n}:{port}" for n in names} | ({f"[{sock[0]}]:{port}"} if ":" in sock[0] else set())
-        log.info("control API on http://%s:%d", *self.address)
+        self._listen_host = host.strip("[]") or "127.0.0.1"
+        family = socket.AF_INET6 if ":" in self._listen_host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self._listen_host, int(port)))
+        except OSError:
+            sock.close()
+            raise
+        sock.listen(512)
+        sock.setblocking(False)
+        self.address = sock.getsockname()[:2]
+        self._compute_hosts()
+        self.app = app
+        from .http import Guard
+
+        self.guard = Guard(app, self.allowed_hosts)
+        config = uvicorn.Config(self.guard, lifespan="off", log_level="warning", access_log=False,
+                                ws="websockets-sansio", ws_max_size=64 * 1024, ws_ping_interval=20.0,
+                                timeout_keep_alive=30, h11_max_incomplete_event_size=64 * 1024,
+                                limit_concurrency=1000, server_header=False)
+        self._server = uvicorn.Server(config)
+        config.load()
+        self._server.lifespan = config.lifespan_class(config)
+        await self._server.startup(sockets=[sock])
+        self._task = asyncio.ensure_future(self._server.main_loop())
+        log.info("API on http://%s:%d (pages: /wallboard, /agent; docs: /api/v1/docs)", *self.address)
 
     def write_token(self, data_dir: Path | None) -> None:
         """Leave the credential for the CLI (files readable by this user only)."""
@@ -105,19 +145,6 @@ class ApiServer:
             except OSError as exc:
                 log.warning("cannot write the API credential to %s: %s", path, exc)
 
-    def _refusal(self, headers: dict[str, str]) -> tuple[int, dict[str, Any]] | None:
-        host = headers.get("host", "")
-        if host not in self._hosts:
-            return 421, {"error": f"this API answers for {sorted(self._hosts)[0]} only, not Host {host[:80]!r}"}
-        origin = headers.get("origin")
-        if origin is not None and origin.removeprefix("http://") not in self._hosts:
-            return 403, {"error": "cross-site requests are refused"}
-        auth = headers.get("authorization", "")
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.token.encode()):
-            return 401, {"error": "a token is needed (the CLI reads it from the switch's data directory)"}
-        return None
-
     async def close(self) -> None:
         for path in self._written:
             if path.parent == runtime_dir():
@@ -126,60 +153,13 @@ class ApiServer:
                 except OSError:
                     pass
         if self._server is not None:
-            self._server.close()
-            try:
-                await asyncio.wait_for(self._server.wait_closed(), 2.0)
-            except TimeoutError:
-                pass
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10.0)
-            lines = head.decode("latin-1").split("\r\n")
-            method, path, _ = lines[0].split(" ", 2)
-            headers: dict[str, str] = {}
-            for line in lines[1:]:
-                name, _, value = line.partition(":")
-                if name.strip():
-                    headers[name.strip().lower()] = value.strip()
-            length = int(headers.get("content-length") or 0)
-            if length > MAX_BODY:
-                raise ValueError("body too large")
-            refusal = self._refusal(headers)
-            body = await asyncio.wait_for(reader.readexactly(length), 10.0) if length and refusal is None else b""
-            handler = self.routes.get((method, path.split("?", 1)[0]))
-            if refusal is not None:
-                self.refused += 1
-                status, payload = refusal
-                log.info("control API refused %s %s from %s: %d", method, path[:60],
-                         writer.get_extra_info("peername"), status)
-            elif handler is None:
-                status, payload = 404, {"error": f"no such resource: {method} {path}"}
-            else:
-                status, payload = await handler(body)
-        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
-            status, payload = 400, {"error": str(exc)}
-        except asyncio.CancelledError:
-            writer.close()
-            raise
-        except Exception as exc:
-            log.exception("API handler failed")
-            status, payload = 500, {"error": str(exc)}
-        if isinstance(payload, RawBody):
-            data, content_type = payload.body, payload.content_type
-        else:
-            data, content_type = json.dumps(payload, indent=2, default=str).encode(), "application/json"
-        reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-                  409: "Conflict", 421: "Misdirected Request", 422: "Unprocessable Entity"}.get(status, "Error")
-        extra = "WWW-Authenticate: Bearer\r\n" if status == 401 else ""
-        writer.write(
-            f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n{extra}"
-            f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode() + data
-        )
-        try:
-            await writer.drain()
-        finally:
-            writer.close()
+            self._server.should_exit = True
+            if self._task is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._task, 2.0)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.shutdown(), 3.0)
+            self._server = None
 
 
 def call_api(address: str, method: str, path: str, payload: bytes = b"", timeout: float = 10.0, *,
@@ -191,7 +171,10 @@ def call_api(address: str, method: str, path: str, payload: bytes = b"", timeout
     token = token or find_token(address, data_dir) or ""
     conn = http.client.HTTPConnection(host.strip("[]"), int(port), timeout=timeout)
     try:
-        conn.request(method, path, body=payload or None, headers={"Authorization": f"Bearer {token}"})
+        headers = {"Authorization": f"Bearer {token}"}
+        if payload:
+            headers["Content-Type"] = "application/json"
+        conn.request(method, path, body=payload or None, headers=headers)
         resp = conn.getresponse()
         return resp.status, json.loads(resp.read() or b"null")
     finally:

@@ -9,7 +9,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
+
+from .base import Strict
+from .users import User, user_errors
 
 _LISTEN_RE = re.compile(r"^(udp|tcp|tls):(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):(\d{1,5})$")
 
@@ -23,12 +26,6 @@ def _cidr(value: str) -> str:
 
 
 Cidr = Annotated[str, AfterValidator(_cidr)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", populate_by_name=True, frozen=True, coerce_numbers_to_str=True
-    )
 
 
 class ListenAddress(Strict):
@@ -107,6 +104,17 @@ class RtpConfig(Strict):
 
 class ApiConfig(Strict):
     listen: str = "127.0.0.1:8080"
+    # names the API answers for besides its own address (the Host header a browser sends when
+    # it is reached through a DNS name); every other Host is refused (DNS rebinding)
+    hosts: list[str] = []
+    session_hours: float = Field(12.0, gt=0)  # a login's token lives this long
+    rate_limit: float = Field(50.0, gt=0)  # requests per second per token (burst: twice that)
+    # failed logins per source address: this many in login_window seconds → 429 for that window
+    login_failures: int = Field(5, ge=1)
+    login_window: float = Field(300.0, gt=0)
+    # the agent desktop's screen-pop: a link to the caller in the company's CRM, e.g.
+    # "https://crm.example.com/contacts?phone={caller}" ({caller}, {did}, {queue}, {call} are filled in)
+    crm_url: str | None = None
 
 
 class RegistrarConfig(Strict):
@@ -655,6 +663,7 @@ class Plan(Strict):
     campaigns: dict[str, Campaign] = {}
     conferences: dict[str, ConferenceConfig] = {}  # optional settings per room; any name works
     mailboxes: dict[str, Mailbox] = {}  # shared voicemail boxes (extensions have their own)
+    users: dict[str, User] = {}  # who may log in to the API and the web pages (config/users.py)
 
     @field_validator("extensions")
     @classmethod
@@ -754,6 +763,7 @@ def cross_references(plan: Plan) -> list[tuple[tuple, str]]:
 
             if camp.region not in phonenumbers.SUPPORTED_REGIONS:
                 errors.append(((*base, "region"), f"unknown region {camp.region!r}"))
+    errors.extend(user_errors(plan))
     return errors
 
 

@@ -165,4 +165,18 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE cdr ADD COLUMN lead_id INTEGER;
         """,
     ),
+    (
+        6,
+        """
+        CREATE TABLE api_tokens (
+            hash    TEXT PRIMARY KEY,
+            kind    TEXT NOT NULL,
+            user    TEXT NOT NULL DEFAULT '',
+            role    TEXT NOT NULL,
+            name    TEXT NOT NULL DEFAULT '',
+            created REAL NOT NULL,
+            expires REAL
+        );
+        """,
+    ),
 ]

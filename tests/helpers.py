@@ -121,7 +121,7 @@ class RunningSwitch:
         return f"{host}:{port}"
 
     def status(self) -> dict:
-        code, data = call_api(self.api, "GET", "/status")
+        code, data = call_api(self.api, "GET", "/api/v1/status")
         assert code == 200
         return data
 

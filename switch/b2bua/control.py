@@ -44,6 +44,9 @@ class CallControl(Protocol):
     def find(self, call_id: str) -> Call | None:
         """A live call by its id."""
 
+    def live_calls(self) -> list[Call]:
+        """Every call the switch holds now (a copy: the caller may keep it)."""
+
     def live_call_of(self, extension: str) -> tuple[Call, str] | None:
         """The bridged call ``extension`` talks on, and its side of it ("a" caller, "b" callee)."""
 

@@ -138,6 +138,9 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
     def find(self, call_id: str) -> Call | None:
         return self.calls.get(call_id)
 
+    def live_calls(self) -> list[Call]:
+        return list(self.calls.values())
+
     def live_call_of(self, extension: str) -> tuple[Call, str] | None:
         for call in self.calls.values():
             if call.state is not CallState.ANSWERED or call.media is None or call.answered is None:

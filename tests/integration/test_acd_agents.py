@@ -94,7 +94,7 @@ def report(sw, by: str) -> dict:
 
 
 def agent(sw, ext: str, action: str) -> None:
-    assert call_api(sw.api, "POST", "/agents", json.dumps({"agent": ext, "action": action}).encode())[0] == 200
+    assert call_api(sw.api, "POST", f"/api/v1/agents/{ext}/state", json.dumps({"action": action}).encode())[0] == 200
 
 
 def test_round_robin_remembers_and_the_report_matches_the_calls(sw, tmp_path):
@@ -151,7 +151,7 @@ def test_missed_rings_auto_pause_the_agent_and_the_caller_abandons(sw, tmp_path)
     assert uas.wait(10) == 0
     misses = log_rows(sw, "RINGNOANSWER")
     assert [r["agent"] for r in misses] == ["1005", "1005"]
-    state = call_api(sw.api, "GET", "/queues")[1]["agents"]["1005"]
+    state = call_api(sw.api, "GET", "/api/v1/queues")[1]["agents"]["1005"]
     assert state["state"] == "paused" and state["pause_reason"] == "no-answer" and state["missed_rings"] == 2
     abandon = wait_for(lambda: log_rows(sw, "ABANDON"), 5)
     assert abandon and abandon[0]["queue"] == "flaky"
@@ -169,7 +169,7 @@ def test_ringall_rings_every_free_agent_and_cancels_the_others(sw, tmp_path):
     assert sorted(r["agent"] for r in log_rows(sw, "RING")) == ["1002", "1003"]
     assert [r["agent"] for r in log_rows(sw, "CONNECT")] == ["1002"]
     assert not log_rows(sw, "RINGNOANSWER"), "losing a ringall race is not a missed ring"
-    agents = call_api(sw.api, "GET", "/queues")[1]["agents"]
+    agents = call_api(sw.api, "GET", "/api/v1/queues")[1]["agents"]
     assert agents["1003"]["state"] == "available" and agents["1003"]["missed_rings"] == 0
 
 
@@ -177,11 +177,11 @@ def test_agent_logins_and_pauses_survive_a_restart(tmp_path):
     text = plan_text(tmp_path, PLAN, extensions=EXTS)
     with RunningSwitch(text) as first:
         agent(first, "1002", "pause")  # reason defaults to break
-        assert call_api(first.api, "POST", "/agents",
-                        json.dumps({"agent": "1004", "action": "pause", "reason": "lunch"}).encode())[0] == 200
+        assert call_api(first.api, "POST", "/api/v1/agents/1004/state",
+                        json.dumps({"action": "pause", "reason": "lunch"}).encode())[0] == 200
         agent(first, "1003", "logout")
     with RunningSwitch(text) as second:
-        agents = call_api(second.api, "GET", "/queues")[1]["agents"]
+        agents = call_api(second.api, "GET", "/api/v1/queues")[1]["agents"]
     assert (agents["1002"]["state"], agents["1002"]["pause_reason"]) == ("paused", "break")
     assert (agents["1004"]["state"], agents["1004"]["pause_reason"]) == ("paused", "lunch")
     assert agents["1003"]["state"] == "logged-out" and agents["1005"]["state"] == "available"

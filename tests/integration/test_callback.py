@@ -53,7 +53,7 @@ def queue_log(sw) -> list[dict]:
 
 
 def agent(sw, action: str) -> None:
-    status, _ = call_api(sw.api, "POST", "/agents", json.dumps({"agent": "1002", "action": action}).encode())
+    status, _ = call_api(sw.api, "POST", "/api/v1/agents/1002/state", json.dumps({"action": action}).encode())
     assert status == 200
 
 
@@ -81,7 +81,7 @@ def test_callback_keeps_its_place_and_rings_the_agent_first(sw):
             info_digit(alice, answer, cseq, key)
             time.sleep(0.15)
         assert wait_for(lambda: any(r["event"] == "CALLBACK" for r in queue_log(sw)), 12)
-        queues = call_api(sw.api, "GET", "/queues")[1]["queues"]["sales"]
+        queues = call_api(sw.api, "GET", "/api/v1/queues")[1]["queues"]["sales"]
         assert queues["waiting"] == 2, "Alice keeps her place after hanging up"
 
         agent(sw, "unpause")
@@ -90,12 +90,12 @@ def test_callback_keeps_its_place_and_rings_the_agent_first(sw):
         bob_rtp.send(sine(1000, 4.0, 0.2), ("127.0.0.1", media_port(bob.invite)))
         alice_rtp.send(sine(500, 4.0, 0.2), ("127.0.0.1", media_port(alice_phone.invite)))
         time.sleep(2.0)
-        assert call_api(sw.api, "GET", "/queues")[1]["queues"]["sales"]["waiting"] == 1, "Carol still waits"
-        calls = call_api(sw.api, "GET", "/media")[1]["calls"]["calls"]
+        assert call_api(sw.api, "GET", "/api/v1/queues")[1]["queues"]["sales"]["waiting"] == 1, "Carol still waits"
+        calls = call_api(sw.api, "GET", "/api/v1/media")[1]["calls"]["calls"]
         callback = next(c for c in calls if c["destination"] == "extension:1002")
         assert callback["caller"] == "1001"
         heard_by_alice, heard_by_bob = alice_rtp.audio().astype(np.float64), bob_rtp.audio().astype(np.float64)
-        assert call_api(sw.api, "POST", "/calls/hangup", json.dumps({"call": callback["id"]}).encode())[0] == 200
+        assert call_api(sw.api, "POST", f"/api/v1/calls/{callback['id']}/hangup")[0] == 200
         carol_served = wait_for(lambda: [r for r in queue_log(sw) if r["event"] == "CONNECT"
                                          and r["call_id"] == carol.call_id], 10)
         assert carol_served
@@ -128,7 +128,7 @@ def test_callback_request_from_the_plan_whose_customer_does_not_answer(sw):
         failed = wait_for(lambda: [r for r in queue_log(sw) if r["event"] == "CALLBACKFAIL"], 15)
         assert failed and failed[0]["agent"] == "1002" and failed[0]["reason"] == "480"
         assert bob.invite is not None
-        assert wait_for(lambda: call_api(sw.api, "GET", "/queues")[1]["agents"]["1002"]["state"] == "available", 10)
-        assert call_api(sw.api, "GET", "/queues")[1]["queues"]["sales"]["waiting"] == 0
+        assert wait_for(lambda: call_api(sw.api, "GET", "/api/v1/queues")[1]["agents"]["1002"]["state"] == "available", 10)
+        assert call_api(sw.api, "GET", "/api/v1/queues")[1]["queues"]["sales"]["waiting"] == 0
     finally:
         bob.stop()

@@ -140,9 +140,8 @@ class DefaultPlanSwitch:
     def api_get(self, path: str) -> dict:
         r = subprocess.run(self.ns.cmd(sys.executable, "-c", "import sys,json;"
                                        "from centralino.api.server import call_api;"
-                                       "print(json.dumps(call_api(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].encode())[1]))",
-                                       self.api, "POST" if path == "/voicemail" else "GET", path,
-                                       json.dumps({"mailbox": "1002"}) if path == "/voicemail" else ""),
+                                       "print(json.dumps(call_api(sys.argv[1], 'GET', sys.argv[2])[1]))",
+                                       self.api, "/api/v1" + path),
                            capture_output=True, text=True)
         return json.loads(r.stdout)
 
@@ -222,13 +221,13 @@ def test_default_plan_voicemail_left_and_heard_from_softphones(tmp_path):
         bob.type("/hangup")  # rejects the call: the route's else is voicemail 1002
         time.sleep(4.51 + 0.4 + 4.5)  # "please leave a message after the tone", the tone, 4.5 s of talk
         alice.type("/hangup")
-        assert wait_for(lambda: sw.api_get("/voicemail")["messages"], 10), sw.out.read_text()[-3000:]
-        messages = sw.api_get("/voicemail")["messages"]
+        assert wait_for(lambda: sw.api_get("/voicemail/1002")["messages"], 10), sw.out.read_text()[-3000:]
+        messages = sw.api_get("/voicemail/1002")["messages"]
         assert len(messages) == 1 and messages[0]["caller"] == "1001" and 4.0 < messages[0]["seconds"] < 6.5
         assert not messages[0]["heard"]
         bob.type("/dial *97")
         # "you have 1 new messages" (3 s), the message (~5 s), 3 s for a key: then it counts as heard
-        assert wait_for(lambda: sw.api_get("/voicemail")["messages"][0]["heard"], 25), sw.out.read_text()[-3000:]
+        assert wait_for(lambda: sw.api_get("/voicemail/1002")["messages"][0]["heard"], 25), sw.out.read_text()[-3000:]
         bob.type("/hangup")
         time.sleep(0.5)
 

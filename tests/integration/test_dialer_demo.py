@@ -67,7 +67,7 @@ def test_the_demo_campaign_of_the_default_plan(tmp_path):
         password = sw.call(lambda: sw.switch.passwords.get("1002"))
         assert register_contact(sw.address("udp"), "1002", password, ("127.0.0.1", agent_port),
                                 "centralino.local") == 200
-        status, reply = call_api(sw.api, "POST", "/agents", json.dumps({"agent": "1002", "action": "login"}).encode())
+        status, reply = call_api(sw.api, "POST", "/api/v1/agents/1002/state", json.dumps({"action": "login"}).encode())
         assert status == 200, reply
         out = cli("campaign", "start", "demo", "--api", sw.api)
         assert out.returncode == 0 and "preview" in out.stdout and "running" in out.stdout, out.stdout + out.stderr
@@ -86,10 +86,10 @@ def test_the_demo_campaign_of_the_default_plan(tmp_path):
         assert wait_for(lambda: db_rows(sw, "SELECT COUNT(*) AS n FROM lead_attempts")[0]["n"] == 0
                         and sw.call(lambda: sw.switch.b2bua.find(call_id)) is not None, 5)
         time.sleep(9.0)  # 5 s preview, the callee's ring and answer, then a few seconds of talk
-        status, reply = call_api(sw.api, "POST", "/campaigns/disposition",
+        status, reply = call_api(sw.api, "POST", "/api/v1/dispositions",
                                  json.dumps({"agent": "1002", "disposition": "interested"}).encode())
         assert status == 200 and reply["lead"] == card["lead_id"], reply
-        status, reply = call_api(sw.api, "POST", "/calls/hangup", json.dumps({"call": call_id}).encode())
+        status, reply = call_api(sw.api, "POST", f"/api/v1/calls/{call_id}/hangup")
         assert status == 200, reply
         attempt = wait_for(lambda: db_rows(sw, "SELECT * FROM lead_attempts WHERE lead_id = ?", (card["lead_id"],)), 10)
         assert attempt[0]["outcome"] == "answered-human" and attempt[0]["agent"] == "1002"

@@ -143,14 +143,14 @@ def test_menu_zero_dials_an_extension_from_the_ivr(sw, tmp_path):
 def test_agents_api_pauses_and_queues_api_reports(sw):
     from centralino.api.server import call_api
 
-    status, body = call_api(sw.api, "POST", "/agents", json.dumps(
-        {"agent": "1002", "action": "pause", "reason": "lunch"}).encode())
+    status, body = call_api(sw.api, "POST", "/api/v1/agents/1002/state", json.dumps(
+        {"action": "pause", "reason": "lunch"}).encode())
     assert status == 200 and body["state"] == "paused" and body["reason"] == "lunch"
-    status, body = call_api(sw.api, "GET", "/queues")
+    status, body = call_api(sw.api, "GET", "/api/v1/queues")
     assert status == 200 and body["agents"]["1002"]["state"] == "paused"
     assert body["queues"]["sales"]["agents"]["paused"] == 1 and body["queues"]["sales"]["waiting"] == 0
-    assert call_api(sw.api, "POST", "/agents", b'{"agent": "1001", "action": "login"}')[0] == 404
-    assert call_api(sw.api, "POST", "/agents", b'{"agent": "1004", "action": "pause"}')[0] == 409
+    assert call_api(sw.api, "POST", "/api/v1/agents/1001/state", b'{"action": "login"}')[0] == 404
+    assert call_api(sw.api, "POST", "/api/v1/agents/1004/state", b'{"action": "pause"}')[0] == 409
 
 
 async def _snapshot(sw):

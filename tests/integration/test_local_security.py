@@ -119,18 +119,18 @@ def test_the_control_api_needs_the_local_credential_and_its_own_host(tmp_path):
     with RunningSwitch(plan_text(tmp_path)) as sw:
         token = (tmp_path / "api-token").read_text().strip()
         good = {"Host": sw.api, "Authorization": f"Bearer {token}"}
-        assert raw(sw.api, "GET", "/status", good) == 200
-        assert raw(sw.api, "GET", "/status", {"Host": sw.api}) == 401
-        assert raw(sw.api, "POST", "/reload", {"Host": sw.api, "Authorization": "Bearer guessed"}) == 401
+        assert raw(sw.api, "GET", "/api/v1/status", good) == 200
+        assert raw(sw.api, "GET", "/api/v1/status", {"Host": sw.api}) == 401
+        assert raw(sw.api, "POST", "/api/v1/reload", {"Host": sw.api, "Authorization": "Bearer guessed"}) == 401
         # what a web page can send: text/plain, its own Origin, no token
-        assert raw(sw.api, "POST", "/schedules", {"Host": sw.api, "Origin": "http://evil.example",
-                                                    "Content-Type": "text/plain"},
-                   b'{"schedule": "office", "mode": "closed"}') in (401, 403)
+        assert raw(sw.api, "PUT", "/api/v1/schedules/office", {"Host": sw.api, "Origin": "http://evil.example",
+                                                               "Content-Type": "text/plain"},
+                   b'{"mode": "closed"}') in (401, 403)
         # DNS rebinding: the page's name in Host, even with a token
-        assert raw(sw.api, "GET", "/status", {**good, "Host": f"evil.example:{sw.api.rsplit(':', 1)[1]}"}) == 421
-        assert raw(sw.api, "GET", "/status", {**good, "Origin": "http://evil.example"}) == 403
-        assert raw(sw.api, "GET", "/status", {**good, "Origin": f"http://{sw.api}"}) == 200
-        assert raw(sw.api, "GET", "/status", {**good, "Host": f"localhost:{sw.api.rsplit(':', 1)[1]}"}) == 200
+        assert raw(sw.api, "GET", "/api/v1/status", {**good, "Host": f"evil.example:{sw.api.rsplit(':', 1)[1]}"}) == 421
+        assert raw(sw.api, "GET", "/api/v1/status", {**good, "Origin": "http://evil.example"}) == 403
+        assert raw(sw.api, "GET", "/api/v1/status", {**good, "Origin": f"http://{sw.api}"}) == 200
+        assert raw(sw.api, "GET", "/api/v1/status", {**good, "Host": f"localhost:{sw.api.rsplit(':', 1)[1]}"}) == 200
         # the CLI finds the credential on its own (the plan's data directory, or by address)
         plan = tmp_path / "plan.yaml"
         plan.write_text(f'server: {{api: {{listen: "{sw.api}"}}, storage: "sqlite:{tmp_path / "centralino.db"}"}}\n')

@@ -104,7 +104,7 @@ def test_transcoded_call_recorded_in_stereo_with_a_feature_code_pause(sw, codec,
         info_digit(alice, resp, 4, "1")  # *1: pause
         time.sleep(1.0)
         call_id = alice.call_id
-        status, reply = call_api(sw.api, "POST", "/calls/recording", json.dumps({"call": call_id, "paused": False}).encode())
+        status, reply = call_api(sw.api, "POST", f"/api/v1/calls/{call_id}/recording", json.dumps({"paused": False}).encode())
         assert status == 200 and reply["ok"] and not reply["paused"]
         alice_rtp.wait_sent()
         assert alice.hang_up(resp, 5).status == 200
@@ -180,7 +180,7 @@ def test_embedded_default_plan_after_hours_takes_a_message_and_records_the_call(
             .replace('"1001": {name: "Alice"}', '"1001": {name: "Alice", password: "pw1001"}'))
     phone = RtpPhone("PCMU")
     with RunningSwitch(text) as sw:
-        status, _ = call_api(sw.api, "POST", "/schedules", json.dumps({"schedule": "office", "mode": "closed"}).encode())
+        status, _ = call_api(sw.api, "PUT", "/api/v1/schedules/office", json.dumps({"mode": "closed"}).encode())
         assert status == 200
         alice = Caller(sw.address("udp"), "1001", "pw1001")
         alice.sdp = sdp_for(phone.address[1], "0 8 101")
@@ -193,7 +193,7 @@ def test_embedded_default_plan_after_hours_takes_a_message_and_records_the_call(
             phone.send(sine(440, 2.0, 0.3), ("127.0.0.1", media_port(resp)), block=True)
             assert alice.hang_up(resp, 3).status == 200
             audio = phone.audio()
-            box = wait_for(lambda: call_api(sw.api, "POST", "/voicemail", b'{"mailbox": "general"}')[1]["messages"], 5)
+            box = wait_for(lambda: call_api(sw.api, "GET", "/api/v1/voicemail/general")[1]["messages"], 5)
         finally:
             phone.close()
         files = wait_for(lambda: list((tmp_path / "recordings").glob("2*/**/*.wav")), 5)

@@ -98,12 +98,12 @@ def test_listen_whisper_barge_then_leave(sw):
         info_digit(carol, joined, 4, "3")
         time.sleep(0.3)
         barge = hears(rtp)
-        status, reply = call_api(sw.api, "POST", "/monitor", json.dumps({"supervisor": "1003", "mode": "listen"}).encode())
+        status, reply = call_api(sw.api, "PUT", "/api/v1/monitor/1003", json.dumps({"mode": "listen"}).encode())
         assert status == 200 and reply["sessions"][0]["mode"] == "listen" and reply["sessions"][0]["agent"] == "1002"
         time.sleep(0.3)
         back_to_listen = hears(rtp)
         assert carol.hang_up(joined, 5).status == 200
-        assert wait_for(lambda: not call_api(sw.api, "GET", "/monitor")[1]["sessions"], 3)
+        assert wait_for(lambda: not call_api(sw.api, "GET", "/api/v1/monitor")[1]["sessions"], 3)
         time.sleep(0.3)
         rtp.pop("carol").close()
         after = hears(rtp)
@@ -126,5 +126,5 @@ def test_monitor_an_agent_who_is_not_on_a_call(sw):
     carol = Caller(sw.address("udp"), "1003", "pw1003")
     resp = carol.call("*2221002")
     assert resp is not None and resp.status == 480
-    status, reply = call_api(sw.api, "POST", "/monitor", json.dumps({"supervisor": "1003", "mode": "barge"}).encode())
+    status, reply = call_api(sw.api, "PUT", "/api/v1/monitor/1003", json.dumps({"mode": "barge"}).encode())
     assert status == 404 and "not monitoring" in reply["error"]

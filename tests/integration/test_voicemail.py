@@ -122,7 +122,7 @@ def test_message_left_lights_the_lamp_then_heard_and_deleted_with_the_pin(sw):
         alice_rtp.send(pcm, ("127.0.0.1", media_port(resp)))
         assert wait_for(lambda: "Messages-Waiting: yes" in lamp.lamp(), 20), lamp.lamp()
         assert "Voice-Message: 1/0" in lamp.lamp()
-        listed = call_api(sw.api, "POST", "/voicemail", json.dumps({"mailbox": "1002"}).encode())[1]["messages"]
+        listed = call_api(sw.api, "GET", "/api/v1/voicemail/1002")[1]["messages"]
         assert len(listed) == 1 and listed[0]["caller"] == "1001" and not listed[0]["heard"]
         with wave.open(listed[0]["path"]) as w:
             assert w.getnchannels() == 1
@@ -158,7 +158,7 @@ def test_message_left_lights_the_lamp_then_heard_and_deleted_with_the_pin(sw):
         heard = bob_rtp.audio().astype(np.float64)
         windows = [heard[i:i + 4000] for i in range(0, len(heard) - 4000, 2000)]
         assert any(abs(dominant(w) - 700) < 10 and level_at(w, 700) > 3000 for w in windows), "Bob heard the message"
-        assert call_api(sw.api, "POST", "/voicemail", json.dumps({"mailbox": "1002"}).encode())[1]["messages"] == []
+        assert call_api(sw.api, "GET", "/api/v1/voicemail/1002")[1]["messages"] == []
     finally:
         lamp.close()
         bob_phone.stop()
@@ -184,14 +184,14 @@ def test_shared_box_capped_length_and_api_delete(sw):
         caller._ack(caller.last_invite, resp)
         rtp.send(sine(500, 16.0, 0.3), ("127.0.0.1", media_port(resp)))
         assert wait_for(lambda: "Voice-Message: 1/0" in lamp.lamp(), 20)
-        status, data = call_api(sw.api, "POST", "/voicemail", json.dumps({"mailbox": "general"}).encode())
+        status, data = call_api(sw.api, "GET", "/api/v1/voicemail/general")
         assert status == 200 and data["messages"][0]["seconds"] == pytest.approx(5.0, abs=0.1)
         assert sipp_lamp.wait(30) == 0, sipp_lamp.stderr.read()  # SIPp's lamp went on too
         ident = data["messages"][0]["id"]
-        status, data = call_api(sw.api, "POST", "/voicemail", json.dumps({"mailbox": "general", "delete": ident}).encode())
+        status, data = call_api(sw.api, "DELETE", f"/api/v1/voicemail/general/{ident}")
         assert status == 200 and data["messages"] == []
         assert wait_for(lambda: "Voice-Message: 0/0" in lamp.lamp(), 5)
-        assert call_api(sw.api, "POST", "/voicemail", json.dumps({"mailbox": "nope"}).encode())[0] == 404
+        assert call_api(sw.api, "GET", "/api/v1/voicemail/nope")[0] == 404
     finally:
         if sipp_lamp.poll() is None:
             sipp_lamp.kill()
