@@ -577,6 +577,13 @@ class AcdService:
         self.events.append(row)
         self.bus.publish(queue_event(row))  # storage writes the row; dashboards and CRMs hear it
 
+    def queue_of(self, call_id: str) -> str | None:
+        """The queue a call waits in now, or None."""
+        for name, line in self.distributor.waiting.items():
+            if any(c.call_id == call_id for c in line):
+                return name
+        return None
+
     def today(self, by: str, interval: float = 3600.0, queues: frozenset[str] | None = None) -> list[dict[str, object]]:
         """Today's figures from the queue log kept in memory, grouped ``by`` (queue, agent,
         interval, did, source, disposition), optionally for some queues only."""

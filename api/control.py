@@ -168,6 +168,8 @@ def install_routes(app: Any, sw: ControlledSwitch, auth: ApiAuth) -> EventTail:
     def may_touch_call(principal: Principal, call: Call) -> bool:
         if principal.is_admin:
             return True
+        if principal.role is Role.SUPERVISOR and sw.acd.queue_of(call.id) in principal.queues:
+            return True  # a caller waiting in one of its queues
         return bool(_calls_of(call) & members(principal))
 
     def live_call(principal: Principal, call_id: str) -> Call:
@@ -318,7 +320,8 @@ def install_routes(app: Any, sw: ControlledSwitch, auth: ApiAuth) -> EventTail:
     @route(r, "GET", "/calls", ALL_ROLES, V1)
     async def calls(request: Request) -> dict[str, Any]:
         p = principal_of(request)
-        return {"calls": [call_card(c) for c in sw.calls.live_calls() if may_touch_call(p, c)]}
+        return {"calls": [{**call_card(c), "queue": sw.acd.queue_of(c.id)} for c in sw.calls.live_calls()
+                          if may_touch_call(p, c)]}
 
     @route(r, "GET", "/calls/{call_id}", ALL_ROLES, V1)
     async def one_call(call_id: str, request: Request) -> dict[str, Any]:
