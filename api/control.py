@@ -99,6 +99,11 @@ class MonitorMode(BaseModel):
     mode: Literal["listen", "whisper", "barge"]
 
 
+class MonitorStart(BaseModel):
+    mode: Literal["listen", "whisper", "barge"] = "listen"
+    supervisor: str | None = None  # whose phone rings (default: the caller's own extension)
+
+
 class RecordingChange(BaseModel):
     paused: bool | None = None
     start: bool = False
@@ -373,10 +378,39 @@ def install_routes(app: Any, sw: ControlledSwitch, auth: ApiAuth) -> EventTail:
     async def monitor_mode(supervisor: str, body: MonitorMode, request: Request) -> dict[str, Any]:
         p = principal_of(request)
         session = sw.supervision.find(supervisor)
-        if session is None or not (p.is_admin or p.extension == session.supervisor.caller):
+        if session is None or not (p.is_admin or p.extension == session.supervisor_ext):
             raise ApiError(404, f"{supervisor} is not monitoring a call")
         await sw.supervision.set_mode(session, body.mode)
         return {"sessions": sw.supervision.snapshot()}
+
+    async def ring_supervisor(p: Principal, agent: str, body: MonitorStart) -> dict[str, Any]:
+        supervisor = body.supervisor if p.is_admin and body.supervisor else p.extension
+        if not supervisor:
+            raise ApiError(400, "whose phone should ring? (a user with an extension, or supervisor: EXT as admin)")
+        if agent not in members(p):
+            raise ApiError(404, f"no agent {agent!r} in your queues")
+        try:
+            session = await sw.supervision.ring_in(supervisor, agent, body.mode)
+        except PermissionError as exc:
+            raise ApiError(403, str(exc)) from None
+        except LookupError as exc:
+            raise ApiError(409, str(exc)) from None
+        return {"ok": True, "supervisor": supervisor, "agent": agent, "call": session.supervisor.id,
+                "agent_call": session.target.id, "mode": session.mode}
+
+    @route(r, "POST", "/agents/{ext}/monitor", STAFF, V1)
+    async def monitor_agent(ext: str, body: MonitorStart, request: Request) -> dict[str, Any]:
+        """Ring the supervisor's phone; when it answers it joins the agent's live call."""
+        return await ring_supervisor(principal_of(request), ext, body)
+
+    @route(r, "POST", "/calls/{call_id}/monitor", STAFF, V1)
+    async def monitor_call(call_id: str, body: MonitorStart, request: Request) -> dict[str, Any]:
+        p = principal_of(request)
+        call = live_call(p, call_id)
+        agents = sorted(_calls_of(call) & set(sw.plan.agents))
+        if not agents:
+            raise ApiError(409, "no agent on that call")
+        return await ring_supervisor(p, agents[0], body)
 
     # -- voicemail --------------------------------------------------------------------------------
     def box_of(principal: Principal, box: str) -> str:

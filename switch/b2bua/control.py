@@ -88,9 +88,11 @@ class CallControl(Protocol):
 
     async def conference(self, call: Call, action: Action) -> None: ...
 
-    async def monitor(self, call: Call, supervisor: Call, mode: MonitorMode, agent_side: str) -> None:
-        """``supervisor`` (answered ``beside`` the call) listens to, whispers to (the agent's side
-        ``agent_side`` only) or barges into ``call``."""
+    async def monitor(self, call: Call, supervisor: Call, mode: MonitorMode, agent_side: str,
+                      supervisor_side: str = "a") -> None:
+        """``supervisor`` (answered ``beside`` the call, or originated beside it: then its phone is
+        side "b") listens to, whispers to (the agent's side ``agent_side`` only) or barges into
+        ``call``."""
 
     # -- connecting ---------------------------------------------------------------------------------
     async def ring(self, call: Call, extensions: Sequence[str], timeout: float, *, side: str = "b") -> Fork | int:
@@ -104,10 +106,11 @@ class CallControl(Protocol):
         """Connect the caller to the leg ``ring`` returned."""
 
     async def originate(self, *, caller: str, source: str, did: str, destination: str,
-                        presented: str | None = None) -> Call:
+                        presented: str | None = None, beside: Call | None = None) -> Call:
         """A call with no incoming leg (callbacks, the dialer): answered by the switch from the
         start. ``caller`` is the customer it is for (what agents' phones show); ``presented``,
-        if given, is the number its trunk legs show the customer instead."""
+        if given, is the number its trunk legs show the customer instead; ``beside``: its media
+        on that call's worker (a supervisor rung to join it)."""
 
     async def hold_first_leg(self, call: Call, fork: Fork) -> None:
         """A call the switch placed: its first leg answered and waits (ringback) for the partner."""

@@ -154,13 +154,16 @@ class MediaOpsMixin:
         if fut is not None and not fut.done():
             fut.set_result({k: v for k, v in event.items() if k not in ("event", "endpoint", "call")})
 
-    async def monitor(self, call: Call, supervisor: Call, mode: str, agent_side: str) -> None:
+    async def monitor(self, call: Call, supervisor: Call, mode: str, agent_side: str,
+                      supervisor_side: str = "a") -> None:
         """Supervision: ``supervisor`` (answered beside ``call``) joins it in the worker's mixer."""
         media, own = call.media, supervisor.media
         if media is None or own is None:
             raise ValueError("both calls need their media")
         other = "b" if agent_side == "a" else "a"
-        reply = await media.worker.monitor(mode, supervisor=own.a.endpoint, agent=getattr(media, agent_side).endpoint,
+        if own.worker is not media.worker:
+            raise ValueError("the supervisor's call is on another media worker")
+        reply = await media.worker.monitor(mode, supervisor=getattr(own, supervisor_side).endpoint, agent=getattr(media, agent_side).endpoint,
                                            caller=getattr(media, other).endpoint)
         if not reply.get("ok"):
             raise ValueError(str(reply.get("error")))

@@ -39,7 +39,7 @@ class OriginateMixin:
     core: Any
 
     async def originate(self, *, caller: str, source: str, did: str, destination: str,
-                        presented: str | None = None) -> Call:
+                        presented: str | None = None, beside: Call | None = None) -> Call:
         """A new call with no incoming leg; ``caller`` is who it is on behalf of (the customer),
         ``presented`` the number its trunk legs show instead (a campaign's caller ID)."""
         domain = self.plan_of().server.sip.domain
@@ -48,7 +48,8 @@ class OriginateMixin:
         call.caller_sdp = SWITCH_OFFER
         self._add_call(call)  # type: ignore[attr-defined]
         self._emit(CallOriginated(call.id, caller=caller, destination=destination, source=source))  # type: ignore[attr-defined]
-        await self._ensure_media(call)  # type: ignore[attr-defined]
+        worker = beside.media.worker if beside is not None and beside.media is not None else None
+        await self._ensure_media(call, worker)  # type: ignore[attr-defined]
         return call
 
     async def ring_out(self, call: Call, number: str, timeout: float, *, trunks: list[str],

@@ -130,7 +130,7 @@ def test_role_matrix_every_route(tmp_path):
             checked += 1
         assert checked >= 30
         # the scope inside a role: an agent acts on itself only, a supervisor on its queues only
-        for role, token in tokens.items():  # logout ended each session
+        for token in tokens.values():  # logout ended each session
             assert request(sw.api, "GET", "/api/v1/auth/me", token=token)[0] == 401
         bob, alice = login(sw.api, "bob", "bob-pw")["token"], login(sw.api, "alice", "alice-pw")["token"]
         assert request(sw.api, "POST", "/api/v1/agents/1003/state", token=bob, body={"action": "login"})[0] == 403

@@ -128,3 +128,59 @@ def test_monitor_an_agent_who_is_not_on_a_call(sw):
     assert resp is not None and resp.status == 480
     status, reply = call_api(sw.api, "PUT", "/api/v1/monitor/1003", json.dumps({"mode": "barge"}).encode())
     assert status == 404 and "not monitoring" in reply["error"]
+
+
+def test_listen_in_from_the_api_rings_the_supervisors_phone(tmp_path):
+    """The wallboard's "listen" button: POST /api/v1/agents/1002/monitor as the supervisor rings its
+    desk phone (which answers like any call) and joins Bob's call; barge via PUT; hanging the
+    monitor call up leaves Alice and Bob talking."""
+    users = '\nusers:\n  carol: {role: supervisor, extension: "1003", password: "carol-pw"}\n'
+    text = plan_text(tmp_path, PLAN + users, extensions=EXTS)
+    text = text.replace("  security:", '  rtp: {ports: "34000-34999", workers: 2}\n  security:')
+    with RunningSwitch(text) as sw:
+        rtp = {who: RtpPhone("PCMU") for who in TONES}
+        bob = Phone(sw.address("udp"), "1002", "pw1002")
+        bob.sdp = sdp_for(rtp["bob"].address[1], "0 101")
+        bob.start()
+        carol = Phone(sw.address("udp"), "1003", "pw1003")  # the supervisor's desk phone answers
+        carol.sdp = sdp_for(rtp["carol"].address[1], "0 101")
+        carol.start()
+        alice = Caller(sw.address("udp"), "1001", "pw1001")
+        alice.sdp = sdp_for(rtp["alice"].address[1], "0 101")
+        try:
+            status, session = call_api(sw.api, "POST", "/api/v1/auth/login",
+                                       json.dumps({"user": "carol", "password": "carol-pw"}).encode())
+            assert status == 200
+            token = session["token"]
+            status, reply = call_api(sw.api, "POST", "/api/v1/agents/1002/monitor", b'{"mode": "listen"}', token=token)
+            assert status == 409 and "not on a call" in reply["error"]
+            answer = alice.call("1002")
+            assert answer is not None and answer.status == 200
+            alice._ack(alice.last_invite, answer)
+            rtp["alice"].send(sine(TONES["alice"], 12.0, 0.2), ("127.0.0.1", media_port(answer)))
+            rtp["bob"].send(sine(TONES["bob"], 12.0, 0.2), ("127.0.0.1", media_port(bob.invite)))
+            time.sleep(0.3)
+            status, reply = call_api(sw.api, "POST", "/api/v1/agents/1002/monitor", b'{"mode": "listen"}', token=token)
+            assert status == 200 and reply["supervisor"] == "1003" and reply["mode"] == "listen", reply
+            rtp["carol"].send(sine(TONES["carol"], 9.0, 0.2), ("127.0.0.1", media_port(carol.invite)))
+            time.sleep(0.4)
+            listen = hears(rtp)
+            status, reply = call_api(sw.api, "PUT", "/api/v1/monitor/1003", b'{"mode": "barge"}', token=token)
+            assert status == 200 and reply["sessions"][0]["mode"] == "barge"
+            time.sleep(0.3)
+            barge = hears(rtp)
+            assert call_api(sw.api, "POST", f"/api/v1/calls/{reply['sessions'][0]['call']}/hangup")[0] == 200
+            assert wait_for(lambda: not call_api(sw.api, "GET", "/api/v1/monitor")[1]["sessions"], 3)
+            time.sleep(0.3)
+            rtp.pop("carol").close()
+            after = hears(rtp)
+            assert alice.hang_up(answer, 3).status == 200
+        finally:
+            bob.stop()
+            carol.stop()
+            for p in rtp.values():
+                p.close()
+    assert heard(listen, "carol") == {"alice", "bob"}
+    assert heard(listen, "alice") == {"bob"} and heard(listen, "bob") == {"alice"}
+    assert heard(barge, "alice") == {"bob", "carol"} and heard(barge, "bob") == {"alice", "carol"}
+    assert heard(after, "alice") == {"bob"} and heard(after, "bob") == {"alice"}

@@ -6,7 +6,6 @@ out. The API lists and deletes messages; a wrong PIN gets nothing."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import threading
 import time

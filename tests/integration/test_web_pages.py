@@ -173,6 +173,39 @@ def test_agent_desktop_takes_a_queue_call_with_its_card(tmp_path):
             phone.stop()
 
 
+def test_wallboard_listen_button_rings_the_supervisors_phone(tmp_path):
+    need_tool("sipp")
+    with RunningSwitch(plan(tmp_path)) as sw:
+        from centralino.api.server import call_api
+
+        bob = Phone(sw.address("udp"), "1002", "pw1002").start()
+        alice = Phone(sw.address("udp"), "1001", "pw1001").start()  # the supervisor's desk phone
+        assert call_api(sw.api, "POST", "/api/v1/agents/1002/state", b'{"action": "login"}')[0] == 200
+        driver = browser()
+        try:
+            log_in(driver, sw.api, "alice", "alice-pw", "/wallboard")
+            call = caller_in_queue(sw, 8.0)
+            listen = '[data-agent="1002"][data-action="listen"]'
+            assert wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, listen), 10), "Bob never showed on a call"
+            driver.execute_script("document.querySelector(arguments[0]).click()", listen)
+            assert wait_for(lambda: alice.invite is not None, 10), "the supervisor's phone did not ring"
+            sessions = wait_for(lambda: api_get(sw, "/api/v1/monitor")["sessions"], 5)
+            assert sessions and sessions[0]["supervisor"] == "1001" and sessions[0]["agent"] == "1002"
+            assert sessions[0]["mode"] == "listen"
+            assert wait_for(lambda: driver.execute_script(
+                "const b = document.querySelector(arguments[0]); return b && b.className === 'primary';", listen), 5)
+            shot(driver, tmp_path, "wallboard-listen")
+            driver.execute_script(
+                "document.querySelector('[data-agent=\"1002\"][data-action=\"whisper\"]').click()")
+            assert wait_for(lambda: api_get(sw, "/api/v1/monitor")["sessions"][0]["mode"] == "whisper", 5)
+            call.join(30)
+            assert wait_for(lambda: not api_get(sw, "/api/v1/monitor")["sessions"], 10)
+        finally:
+            driver.quit()
+            bob.stop()
+            alice.stop()
+
+
 def test_login_page_refuses_a_wrong_password(tmp_path):
     with RunningSwitch(plan(tmp_path)) as sw:
         driver = browser()

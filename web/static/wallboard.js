@@ -1,6 +1,6 @@
 "use strict";
 const C = Centralino, el = C.el;
-let who = null, snap = null, snapAt = 0, calls = [], refreshing = null;
+let who = null, snap = null, snapAt = 0, calls = [], sessions = [], refreshing = null;
 
 function metric(attrs, text) { return el("td", { class: "num", ...attrs }, text); }
 
@@ -33,9 +33,11 @@ function renderAgents() {
     if (a.state === "paused")
       actions.append(el("button", { "data-agent": ext, "data-action": "ready", onclick: () => act(ext, "ready") }, "Ready"));
     if (a.state === "on-call" && who.extension) {
+      const mine = sessions.find((s) => s.supervisor === who.extension && s.agent === ext);
       for (const mode of ["listen", "whisper", "barge"])
-        actions.append(el("button", { "data-agent": ext, "data-action": mode, title: `dial *222${ext} from ${who.extension} first; then switch mode here`,
-                                      onclick: () => monitorMode(mode) }, mode));
+        actions.append(el("button", { "data-agent": ext, "data-action": mode, class: mine && mine.mode === mode ? "primary" : "",
+                                      title: mine ? `switch to ${mode}` : `ring ${who.extension} and ${mode}`,
+                                      onclick: () => monitor(ext, mode, mine) }, mode));
     }
     body.append(el("tr", { "data-agent": ext }, el("td", {}, ext),
       m("state", el("span", { class: `state state-${a.state}` }, a.state + (a.pause_reason ? ` (${a.pause_reason})` : ""))),
@@ -60,14 +62,17 @@ async function act(ext, action) {
   catch (err) { alert(err.message); }
 }
 
-async function monitorMode(mode) {
-  try { await C.api("PUT", `/monitor/${encodeURIComponent(who.extension)}`, { mode }); }
-  catch (err) { alert(err.message); }
+async function monitor(ext, mode, session) {  // a running session switches mode; else the phone rings
+  try {
+    if (session) await C.api("PUT", `/monitor/${encodeURIComponent(who.extension)}`, { mode });
+    else await C.api("POST", `/agents/${encodeURIComponent(ext)}/monitor`, { mode });
+    await refresh();
+  } catch (err) { alert(err.message); }
 }
 
 async function refresh() {
-  const [q, l] = await Promise.all([C.api("GET", "/queues"), C.api("GET", "/calls")]);
-  snap = q; snapAt = Date.now(); calls = l.calls;
+  const [q, l, m] = await Promise.all([C.api("GET", "/queues"), C.api("GET", "/calls"), C.api("GET", "/monitor")]);
+  snap = q; snapAt = Date.now(); calls = l.calls; sessions = m.sessions;
   renderQueues(); renderAgents(); renderCalls();
   document.body.dataset.updated = String(snapAt);
 }
@@ -105,7 +110,7 @@ async function chart() {
   C.stream({ types: "queue.,agent.,call." }, (ev) => {
     link.textContent = "live"; link.className = "live";
     soon();
-    if (ev.type === "queue.left" || ev.type === "queue.abandoned") chart().catch(console.error);
+    if (ev.type.startsWith("queue.")) chart().catch(console.error);
   }, () => refresh());
   link.textContent = "live"; link.className = "live";
   setInterval(() => { if (snap) { renderQueues(); renderAgents(); } }, 1000);  // the clocks tick locally
