@@ -31,7 +31,8 @@ RESULTS = Path("bench") / "results"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", nargs="?", default=None,
-                   choices=["register", "calls", "calls-rtp", "relay", "mixer", "amd", "acd", "dialer", "dialer-live"],
+                   choices=["register", "calls", "calls-rtp", "relay", "mixer", "amd", "acd", "dialer", "dialer-live",
+                            "events"],
                    help="default: calls when a --peer is named, else register")
     p.add_argument("--hold", type=float, default=3.0,
                    help="calls-rtp: seconds each call lasts with audio both ways (concurrent calls ≈ rate × hold)")
@@ -58,6 +59,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--record", action="store_true", help="relay: also record every call (dual-channel)")
     p.add_argument("--channels", type=int, nargs="+", default=[10, 100, 1000], help="mixer: channels per tick")
     p.add_argument("--samples", type=int, default=240, help="amd: corpus size (half human, half machine)")
+    p.add_argument("--subscribers", type=int, default=50, help="events: WebSocket clients following the stream")
+    p.add_argument("--rate", type=float, default=20.0, help="events: SIPp calls per second into the queue")
+    p.add_argument("--event-calls", dest="event_calls", type=int, default=400, help="events: SIPp calls in all")
+    p.add_argument("--queue-agents", dest="queue_agents", type=int, default=1000,
+                   help="events: agents in the queue (logged out: the /metrics scrape carries them all)")
     p.add_argument("--start", type=float, default=500.0, help="first rate (per second)")
     p.add_argument("--factor", type=float, default=1.5, help="rate growth between steps")
     p.add_argument("--max-rate", type=float, default=20000.0)
@@ -168,6 +174,11 @@ def main(args: argparse.Namespace) -> int:
         from .dialer_live import main as live_main
 
         return live_main(args)
+    if args.scenario == "events":
+        from .events import main as events_main
+
+        args.calls, args.agents = args.event_calls, args.queue_agents
+        return events_main(args)
     if args.scenario in ("mixer", "amd"):
         from .media import main as media_main
 
