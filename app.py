@@ -20,6 +20,7 @@ from .acd.supervision import Supervision
 from .api.app import build_app
 from .api.auth import ApiAuth
 from .api.server import ApiServer
+from .api.webhooks import WebhookSender
 from .config.loader import LoadedPlan, PlanInvalid, load_plan
 from .config.reloadable import Reloadable
 from .config.schema import Plan
@@ -29,6 +30,7 @@ from .ivr.engine import IvrService
 from .ivr.voicemail import VoicemailService
 from .media.worker import MediaPool
 from .storage.database import Database, storage_path
+from .storage.outbox import Outbox
 from .storage.overrides import load_overrides, save_override
 from .storage.subscribers import Persistence
 from .switch.authentication import Authenticator
@@ -98,7 +100,11 @@ class Switch:
         await self._resolve_passwords()
 
         self.bus = EventBus()
-        self.persistence = Persistence(self.db, self.bus)
+        self.outbox = Outbox(lambda: self.plan, self.db, self.bus)
+        self.persistence = Persistence(self.db, self.bus, self.outbox)
+        self.webhooks = WebhookSender(self.db, lambda: self.plan)
+        self.outbox.on_enqueued = self.webhooks.wake
+        await self.webhooks.load()
         sec = plan.server.security
         self.security = SecurityGuard(sec, on_event=self.bus.publish)
         self.security.protected = self._holds_live_session
@@ -172,6 +178,7 @@ class Switch:
                 self.reloadables.append(self.qualifier)
                 tg.create_task(self.qualifier.run(), name="qualify")
                 tg.create_task(self.trunks.run(), name="trunks")
+                tg.create_task(self.webhooks.run(), name="webhooks")
                 self._announce(restored)
                 _tune_gc()
                 self.ready.set()

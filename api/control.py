@@ -30,6 +30,7 @@ from .auth import ApiAuth, Principal
 from .events import EventTail, Match
 from .http import ALL_ROLES, COOKIE, ROUTE_ROLES, ApiError, route, ws_principal
 from .metrics import CONTENT_TYPE, CallOutcomes, families, render
+from .webhooks import WebhookSender
 
 V1 = "/api/v1"
 ADMIN = (Role.ADMIN,)
@@ -55,6 +56,7 @@ class ControlledSwitch(Protocol):
     bus: EventBus
     media: MediaPool
     security: SecurityGuard
+    webhooks: WebhookSender
 
     def status(self) -> dict[str, Any]: ...
 
@@ -468,6 +470,27 @@ def install_routes(app: Any, sw: ControlledSwitch, auth: ApiAuth) -> EventTail:
         return await sw.dialer.disposition(agent, body.disposition, lead=body.lead, campaign=body.campaign,
                                            callback_at=body.callback_at, callback_agent=body.callback_agent)
 
+    # -- webhooks ---------------------------------------------------------------------------------
+    @route(r, "GET", "/webhooks", ADMIN, V1)
+    async def webhooks() -> dict[str, Any]:
+        return await sw.webhooks.status()
+
+    @route(r, "GET", "/webhooks/dead", ADMIN, V1)
+    async def dead_letters() -> dict[str, Any]:
+        return {"dead": await sw.webhooks.dead_letters()}
+
+    @route(r, "POST", "/webhooks/dead/{ident}/replay", ADMIN, V1)
+    async def replay(ident: int) -> dict[str, Any]:
+        if not await sw.webhooks.replay(ident):
+            raise ApiError(404, f"no dead letter {ident}")
+        return {"ok": True}
+
+    @route(r, "POST", "/webhooks/{name}/enable", ADMIN, V1)
+    async def enable_webhook(name: str) -> dict[str, Any]:
+        if not await sw.webhooks.enable(name):
+            raise ApiError(404, f"webhook {name!r} is not disabled")
+        return {"ok": True}
+
     # -- reports ----------------------------------------------------------------------------------
     @route(r, "GET", "/reports/today", STAFF, V1)
     async def today(request: Request, by: Literal["queue", "agent", "interval", "did", "source", "disposition"] = "queue",
@@ -535,7 +558,8 @@ def install_routes(app: Any, sw: ControlledSwitch, auth: ApiAuth) -> EventTail:
     outcomes = CallOutcomes(sw.bus)
 
     async def metrics_body() -> Response:
-        reading = families(sw.status(), await sw.media.stats(), sw.acd.snapshot(), outcomes, sw.sip_received())
+        reading = families(sw.status(), await sw.media.stats(), sw.acd.snapshot(), outcomes, sw.sip_received(),
+                           (await sw.webhooks.status())["webhooks"])
         return Response(render(reading), media_type=CONTENT_TYPE)
 
     @route(r, "GET", "/metrics", ADMIN, V1)

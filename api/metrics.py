@@ -54,7 +54,8 @@ def _gauge(name: str, doc: str, value: float | None = None, labels: list[str] | 
 
 
 def families(status: dict[str, Any], media: list[dict[str, Any]], acd: dict[str, Any],
-             outcomes: CallOutcomes, sip_in: dict[str, dict[Any, int]]) -> list[Metric]:
+             outcomes: CallOutcomes, sip_in: dict[str, dict[Any, int]],
+             webhooks: dict[str, Any] | None = None) -> list[Metric]:
     """Every metric family from one reading of the switch (pure: tested without sockets)."""
     out: list[Metric] = [_gauge("centralino_uptime_seconds", "Seconds since the switch started", status["uptime"])]
 
@@ -144,6 +145,13 @@ def families(status: dict[str, Any], media: list[dict[str, Any]], acd: dict[str,
         for state, n in sorted(q.get("agents", {}).items()):
             agents.add_metric([name, state], n)
     out += [waiting, longest, offered, abandoned, sl, agents]
+    if webhooks is not None:
+        backlog = _gauge("centralino_webhook_backlog", "Webhook deliveries waiting, by endpoint", labels=["webhook"])
+        dead = _gauge("centralino_webhook_dead_letters", "Webhook deliveries given up, by endpoint", labels=["webhook"])
+        for name, w in sorted(webhooks.items()):
+            backlog.add_metric([name], w.get("pending", 0))
+            dead.add_metric([name], w.get("dead", 0))
+        out += [backlog, dead]
     return out
 
 

@@ -13,6 +13,7 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from .base import Strict
 from .users import User, user_errors
+from .webhooks import Webhook
 
 _LISTEN_RE = re.compile(r"^(udp|tcp|tls):(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):(\d{1,5})$")
 
@@ -664,6 +665,7 @@ class Plan(Strict):
     conferences: dict[str, ConferenceConfig] = {}  # optional settings per room; any name works
     mailboxes: dict[str, Mailbox] = {}  # shared voicemail boxes (extensions have their own)
     users: dict[str, User] = {}  # who may log in to the API and the web pages (config/users.py)
+    webhooks: dict[str, Webhook] = {}  # where events are posted (config/webhooks.py)
 
     @field_validator("extensions")
     @classmethod

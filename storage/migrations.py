@@ -179,4 +179,23 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        7,
+        """
+        CREATE TABLE webhook_outbox (
+            id         INTEGER PRIMARY KEY AUTOINCREMENT,
+            webhook    TEXT NOT NULL,
+            event_id   TEXT NOT NULL,
+            type       TEXT NOT NULL,
+            payload    TEXT NOT NULL,
+            created    REAL NOT NULL,
+            next_at    REAL NOT NULL,
+            attempts   INTEGER NOT NULL DEFAULT 0,
+            state      TEXT NOT NULL DEFAULT 'pending',
+            last_error TEXT NOT NULL DEFAULT '',
+            done_at    REAL
+        );
+        CREATE INDEX webhook_outbox_due ON webhook_outbox (state, next_at);
+        """,
+    ),
 ]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..events import (
     CallEnded,
+    Event,
     EventBus,
     QueueEventBase,
     RecordingReady,
@@ -21,7 +22,8 @@ from ..events import (
     Subscription,
 )
 from .cdr import insert_statements as cdr_rows
-from .database import Database
+from .database import Database, Statement
+from .outbox import Outbox
 from .queue_log import insert_statements as queue_rows
 
 log = logging.getLogger("centralino.storage")
@@ -30,8 +32,9 @@ log = logging.getLogger("centralino.storage")
 class Persistence:
     """Subscribes the writers of one database to one bus."""
 
-    def __init__(self, db: Database, bus: EventBus) -> None:
+    def __init__(self, db: Database, bus: EventBus, outbox: Outbox | None = None) -> None:
         self.db = db
+        self.outbox = outbox  # webhook deliveries, written in the same transaction as the record
         self.subscriptions: list[Subscription] = [
             bus.subscribe(self.write_cdr, CallEnded, durable=True),
             bus.subscribe(self.write_queue_log, QueueEventBase),
@@ -45,12 +48,22 @@ class Persistence:
 
     async def write_cdr(self, event: CallEnded) -> None:  # type: ignore[override]
         try:
-            await self.db.write(cdr_rows(list(event.records)))
+            await self.db.write(cdr_rows(list(event.records)) + self._deliveries(event))
         except Exception:
             log.exception("could not write the CDR of call %s", event.call_id)
+            return
+        self._wake()
 
     async def write_queue_log(self, event: QueueEventBase) -> None:
-        await self.db.write(queue_rows([event.row]))
+        await self.db.write(queue_rows([event.row]) + self._deliveries(event))
+        self._wake()
+
+    def _deliveries(self, event: Event) -> list[Statement]:
+        return self.outbox.statements_for(event) if self.outbox is not None else []
+
+    def _wake(self) -> None:
+        if self.outbox is not None:
+            self.outbox.on_enqueued()
 
     async def index_recording(self, event: RecordingReady) -> None:
         if event.encoded:  # the WAV became an Opus/MP3 file after the call
