@@ -6,12 +6,15 @@ principal: an agent acts only on itself, a supervisor only on its queues, an adm
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from fastapi import APIRouter, Query, Request, Response, WebSocket
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from ..acd.service import AcdService
@@ -23,6 +26,9 @@ from ..dialer.service import DialerService
 from ..events import CallEvent, CampaignStateChanged, DialerAttempt, DispositionSet, Event, EventBus
 from ..ivr.voicemail import VoicemailService
 from ..media.worker import MediaPool
+from ..storage.database import Database
+from ..storage.recordings import list_recordings
+from ..storage.recordings import recording as recording_row
 from ..switch.b2bua.call import Call, CallState
 from ..switch.b2bua.control import CallControl
 from ..switch.security import SecurityGuard
@@ -57,6 +63,7 @@ class ControlledSwitch(Protocol):
     media: MediaPool
     security: SecurityGuard
     webhooks: WebhookSender
+    db: Database | None
 
     def status(self) -> dict[str, Any]: ...
 
@@ -469,6 +476,65 @@ def install_routes(app: Any, sw: ControlledSwitch, auth: ApiAuth) -> EventTail:
             raise ApiError(403, f"you may not set {agent or 'that'} agent's dispositions")
         return await sw.dialer.disposition(agent, body.disposition, lead=body.lead, campaign=body.campaign,
                                            callback_at=body.callback_at, callback_agent=body.callback_agent)
+
+    # -- recordings -------------------------------------------------------------------------------
+    LINK_SECONDS = 900  # a signed link for a CRM lives 15 minutes
+
+    def database() -> Database:
+        if sw.db is None:
+            raise ApiError(503, "no database")
+        return sw.db
+
+    def recording_card(rec: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in rec.items() if k != "path"} | {
+            "audio": f"{V1}/recordings/{rec['id']}/audio", "call": rec["call_id"]}
+
+    async def visible_recording(p: Principal, ident: str) -> dict[str, Any]:
+        rec = await recording_row(database(), ident)
+        if rec is None or not (p.is_admin or rec["agent"] in members(p)):
+            raise ApiError(404, f"no recording {ident!r}")
+        return rec
+
+    def audio_response(rec: dict[str, Any]) -> FileResponse:
+        path = Path(rec["path"])
+        if not path.is_file():
+            raise ApiError(410, "the recording's file is gone")
+        kind = {"wav": "audio/wav", "opus": "audio/ogg", "ogg": "audio/ogg", "mp3": "audio/mpeg"}.get(
+            path.suffix.lstrip(".").lower(), "application/octet-stream")
+        return FileResponse(path, media_type=kind, filename=f"{rec['id']}{path.suffix}")
+
+    def link_signature(ident: str, expires: int) -> str:
+        return hmac.new(auth.secret, f"recording:{ident}:{expires}".encode(), hashlib.sha256).hexdigest()
+
+    @route(r, "GET", "/recordings", ALL_ROLES, V1)
+    async def recordings(request: Request, since: float | None = None, until: float | None = None,
+                         call: str | None = None, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+        """Recordings, newest first, with their call (the CDR's call_id) and where to fetch them."""
+        p = principal_of(request)
+        rows = await list_recordings(database(), since=since, until=until, call_id=call, limit=limit,
+                                     agents=None if p.is_admin else members(p))
+        return {"recordings": [recording_card(x) for x in rows]}
+
+    @route(r, "GET", "/recordings/{ident}/audio", ALL_ROLES, V1)
+    async def recording_audio(ident: str, request: Request) -> FileResponse:
+        return audio_response(await visible_recording(principal_of(request), ident))
+
+    @route(r, "POST", "/recordings/{ident}/link", ALL_ROLES, V1)
+    async def recording_link(ident: str, request: Request) -> dict[str, Any]:
+        """A short-lived URL that needs no token (for a CRM's player)."""
+        rec = await visible_recording(principal_of(request), ident)
+        expires = int(time.time()) + LINK_SECONDS
+        return {"url": f"{V1}/recordings/{rec['id']}/signed?expires={expires}&sig={link_signature(rec['id'], expires)}",
+                "expires": expires}
+
+    @route(r, "GET", "/recordings/{ident}/signed", (), V1)
+    async def signed_audio(ident: str, expires: int, sig: str) -> FileResponse:
+        if expires < time.time() or not hmac.compare_digest(sig, link_signature(ident, expires)):
+            raise ApiError(403, "the link has expired or is not valid")
+        rec = await recording_row(database(), ident)
+        if rec is None:
+            raise ApiError(404, f"no recording {ident!r}")
+        return audio_response(rec)
 
     # -- webhooks ---------------------------------------------------------------------------------
     @route(r, "GET", "/webhooks", ADMIN, V1)

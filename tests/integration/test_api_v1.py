@@ -281,3 +281,40 @@ def test_event_stream_in_order_resumes_without_gap_and_drops_a_stalled_reader(tm
             assert got == 3000
         assert wait_for(lambda: sw.switch.event_tail.cut_off >= 1, 10), "the stalled reader was not cut off"
         stalled_sock.close()
+
+
+def test_recordings_list_download_and_signed_link(tmp_path):
+    from helpers import Caller
+
+    text = plan(tmp_path).replace(
+        '  - {match: {to: "800"}, action: {queue: sales}}',
+        '  - {match: {to: "600"}, action: {play: "tone:1000/800"}, record: true}')
+    with RunningSwitch(text) as sw:
+        alice = Caller(sw.address("udp"), "1001", "pw1001")
+        resp = alice.call("600")
+        assert resp is not None and resp.status == 200
+        alice._ack(alice.last_invite, resp)
+        admin = login(sw.api, "root", "root-pw")["token"]
+        listed = wait_for(lambda: request(sw.api, "GET", "/api/v1/recordings", token=admin)[1]["recordings"], 10)
+        assert listed and "path" not in listed[0] and listed[0]["caller"] == "1001"
+        rec = listed[0]
+        time.sleep(1.5)  # the call ends after its tone; the file is complete
+        host, port = sw.api.rsplit(":", 1)
+
+        def fetch(path: str, token: str | None = None) -> tuple[int, bytes]:
+            conn = http.client.HTTPConnection(host, int(port), timeout=10)
+            conn.request("GET", path, headers={"Authorization": f"Bearer {token}"} if token else {})
+            r = conn.getresponse()
+            return r.status, r.read()
+
+        status, audio = fetch(rec["audio"], admin)
+        assert status == 200 and audio[:4] == b"RIFF" and len(audio) > 8000
+        assert fetch(rec["audio"])[0] == 401
+        status, link, _ = request(sw.api, "POST", f"/api/v1/recordings/{rec['id']}/link", token=admin)
+        assert status == 200
+        status, signed = fetch(link["url"])  # no token: the signature is the credential
+        assert status == 200 and signed == audio
+        assert fetch(link["url"].replace("sig=", "sig=0"))[0] == 403
+        bob = login(sw.api, "bob", "bob-pw")["token"]  # an agent sees its own recordings only
+        assert request(sw.api, "GET", "/api/v1/recordings", token=bob)[1]["recordings"] == []
+        assert fetch(rec["audio"], bob)[0] == 404
