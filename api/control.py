@@ -33,6 +33,7 @@ from ..switch.b2bua.call import Call, CallState
 from ..switch.b2bua.control import CallControl
 from ..switch.security import SecurityGuard
 from .auth import ApiAuth, Principal
+from .clicktocall import click_to_call
 from .events import EventTail, Match
 from .http import ALL_ROLES, COOKIE, ROUTE_ROLES, ApiError, route, ws_principal
 from .metrics import CONTENT_TYPE, CallOutcomes, families, render
@@ -93,6 +94,11 @@ class TokenRequest(BaseModel):
     role: Role | None = None  # a role token (admin integrations), or
     user: str | None = None  # a token acting as that plan user
     days: float | None = Field(365.0, gt=0)  # None: never expires
+
+
+class ClickToCall(BaseModel):
+    number: str = Field(min_length=1, max_length=32, pattern=r"^\+?[0-9A-Za-z*#._-]+$")
+    agent: str | None = None  # whose phone rings first (default: the caller's own extension)
 
 
 class AgentState(BaseModel):
@@ -336,6 +342,21 @@ def install_routes(app: Any, sw: ControlledSwitch, auth: ApiAuth) -> EventTail:
         p = principal_of(request)
         return {"calls": [{**call_card(c), "queue": sw.acd.queue_of(c.id)} for c in sw.calls.live_calls()
                           if may_touch_call(p, c)]}
+
+    @route(r, "POST", "/calls", ALL_ROLES, V1, status_code=202)
+    async def place_call(body: ClickToCall, request: Request) -> dict[str, Any]:
+        """Click-to-call: ring the agent's phone, then dial the number (api/clicktocall.py)."""
+        p = principal_of(request)
+        agent = body.agent or p.extension
+        if not agent:
+            raise ApiError(400, "whose phone should ring? give agent")
+        if not (p.is_admin and agent in sw.plan.extensions) and agent not in members(p) and agent != p.extension:
+            raise ApiError(403, f"you may not place calls for {agent}")
+        try:
+            call = await click_to_call(sw.calls, sw.plan, agent, body.number)
+        except ValueError as exc:
+            raise ApiError(422, str(exc)) from None
+        return {"call": call.id, "agent": agent, "number": body.number}
 
     @route(r, "GET", "/calls/{call_id}", ALL_ROLES, V1)
     async def one_call(call_id: str, request: Request) -> dict[str, Any]:

@@ -332,7 +332,9 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
             from_host = t.host
             to_uri = f"<sip:{to_user}@{t.host}>"
         else:
-            from_user, from_host, to_uri = call.caller, domain, f"<sip:{to_user}@{domain}>"
+            # the partner of a call the switch placed (side "a") sees who it is for (click-to-call: the agent)
+            from_user = call.presented if side == "a" and call.presented else call.caller
+            from_host, to_uri = domain, f"<sip:{to_user}@{domain}>"
         display = f'"{call.caller_name}" ' if call.caller_name else ""
         headers = [
             ("Via", self.core.via_for(flow)),

@@ -318,3 +318,30 @@ def test_recordings_list_download_and_signed_link(tmp_path):
         bob = login(sw.api, "bob", "bob-pw")["token"]  # an agent sees its own recordings only
         assert request(sw.api, "GET", "/api/v1/recordings", token=bob)[1]["recordings"] == []
         assert fetch(rec["audio"], bob)[0] == 404
+
+
+def test_click_to_call_rings_the_agent_then_the_number(tmp_path):
+    from helpers import Phone
+
+    with RunningSwitch(plan(tmp_path)) as sw:
+        bob = Phone(sw.address("udp"), "1002", "pw1002").start()
+        carol = Phone(sw.address("udp"), "1003", "pw1003").start()
+        try:
+            token = login(sw.api, "bob", "bob-pw")["token"]
+            assert request(sw.api, "POST", "/api/v1/calls", token=token, body={"number": "1003", "agent": "1004"})[0] == 403
+            status, reply, _ = request(sw.api, "POST", "/api/v1/calls", token=token, body={"number": "5550000"})
+            assert status == 422 and "no route" in reply["error"]  # the plan has no trunk route
+            status, reply, _ = request(sw.api, "POST", "/api/v1/calls", token=token, body={"number": "1003"})
+            assert status == 202 and reply["agent"] == "1002", reply
+            assert wait_for(lambda: bob.invite is not None, 5), "the agent's phone did not ring first"
+            assert "sip:1003@" in bob.invite.header("From")  # it shows the number about to be called
+            assert wait_for(lambda: carol.invite is not None, 10), "the number was not dialled"
+            assert "sip:1002@" in carol.invite.header("From")  # the callee sees the agent
+            live = wait_for(lambda: [c for c in request(sw.api, "GET", "/api/v1/calls", token=token)[1]["calls"]
+                                     if c["id"] == reply["call"] and c["state"] == "answered"], 5)
+            assert live and set(live[0]["extensions"]) >= {"1002"}
+            assert request(sw.api, "POST", f"/api/v1/calls/{reply['call']}/hangup", token=token)[0] == 200
+            assert wait_for(lambda: not request(sw.api, "GET", "/api/v1/calls", token=token)[1]["calls"], 5)
+        finally:
+            bob.stop()
+            carol.stop()
