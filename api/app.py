@@ -17,7 +17,7 @@ from .events import EventTail
 from .http import ROUTE_ROLES, install_errors
 
 WEB = Path(__file__).resolve().parent.parent / "web"
-PAGES = {"/login": "login.html", "/wallboard": "wallboard.html", "/agent": "agent.html"}
+PAGES = {"/login": "login.html", "/wallboard": "wallboard.html", "/agent": "agent.html", "/reports": "reports.html"}
 
 
 def build_app(sw: ControlledSwitch, auth: ApiAuth, version: str = "") -> tuple[FastAPI, EventTail]:

@@ -107,7 +107,7 @@ def test_role_matrix_every_route(tmp_path):
         app_routes = {(m, r.path) for r in sw.switch.api.app.routes for m in getattr(r, "methods", ()) or ()
                       if m != "HEAD"}
         ours = {k for k in app_routes if k[1].startswith("/api/v1") or k[1] in ("/metrics", "/login", "/wallboard",
-                                                                                 "/agent", "/")}
+                                                                                 "/agent", "/reports", "/")}
         ours -= {("GET", "/api/v1/openapi.json"), ("GET", "/api/v1/docs"), ("GET", "/api/v1/docs/oauth2-redirect")}
         missing = ours - set(ROUTE_ROLES)
         assert not missing, f"routes without a role entry: {missing}"

@@ -6,6 +6,7 @@ when the queue rings its phone. Screenshots go to the test's directory, and to
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
@@ -140,6 +141,22 @@ def test_wallboard_shows_a_caller_entering_the_queue(tmp_path):
             assert wait_for(lambda: text_of(driver, waiting) == "0", 8)
             assert wait_for(lambda: text_of(driver, '[data-queue="sales"][data-metric="abandon_rate"]') == "100%", 8)
             (tmp_path / "latency.json").write_text(json.dumps({"sipp_start_to_wallboard_s": seen_after}))
+            # the reports page: today's tables and charts, the same figures as the CSV
+            driver.get(f"http://{sw.api}/reports")
+            offered = '[data-queue="sales"][data-metric="offered"]'
+            assert wait_for(lambda: text_of(driver, offered) == "1", 10), driver.page_source[:2000]
+            assert text_of(driver, '[data-queue="sales"][data-metric="abandon_rate"]') == "100%"
+
+
+
+            host, port = sw.api.rsplit(":", 1)
+            conn = http.client.HTTPConnection(host, int(port), timeout=5)
+            token = (tmp_path / "api-token").read_text().strip()
+            conn.request("GET", "/api/v1/reports/today?by=queue&format=csv", headers={"Authorization": f"Bearer {token}"})
+            csv_text = conn.getresponse().read().decode()
+            assert csv_text.splitlines()[0].startswith("queue,offered,answered,abandoned")
+            assert csv_text.splitlines()[1].startswith("sales,1,0,1")
+            shot(driver, tmp_path, "reports")
         finally:
             driver.quit()
 
