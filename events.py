@@ -75,7 +75,7 @@ class QueueLogRow:
     """One row of the queue log (the source of every queue and agent statistic)."""
 
     at: float
-    event: str  # ENTER RING RINGNOANSWER CONNECT ABANDON COMPLETE TIMEOUT FULL EMPTY CALLBACK CALLBACKFAIL AGENT
+    event: str  # ENTER RING RINGNOANSWER CONNECT ABANDON COMPLETE TIMEOUT FULL EMPTY CALLBACK CALLBACKFAIL AGENT DISPOSITION
     call_id: str = ""
     queue: str = ""
     agent: str = ""
@@ -88,6 +88,7 @@ class QueueLogRow:
     state: str = ""  # AGENT: the new state
     prev: str = ""  # AGENT: the state left
     seconds: float | None = None  # AGENT: time spent in ``prev``
+    notes: str = ""  # DISPOSITION: the agent's notes (``reason`` holds the disposition)
 
 
 # -- calls ----------------------------------------------------------------------------------------------
@@ -283,6 +284,13 @@ class CallbackRequested(QueueEventBase):
 
 
 @dataclass(frozen=True, slots=True)
+class QueueDisposition(QueueEventBase):
+    """The agent set the outcome of a queue call (DISPOSITION: ``reason`` and ``notes``)."""
+
+    type: ClassVar[str] = "queue.disposition"
+
+
+@dataclass(frozen=True, slots=True)
 class AgentStateChanged(QueueEventBase):
     type: ClassVar[str] = "agent.state"
 
@@ -291,6 +299,7 @@ QUEUE_EVENT_FOR: dict[str, type[QueueEventBase]] = {
     "ENTER": QueueEntered, "RING": QueueAgentRung, "RINGNOANSWER": QueueAgentRung, "CONNECT": QueueConnected,
     "ABANDON": QueueAbandoned, "COMPLETE": QueueLeft, "TIMEOUT": QueueLeft, "FULL": QueueLeft, "EMPTY": QueueLeft,
     "CALLBACKFAIL": QueueLeft, "CALLBACK": CallbackRequested, "AGENT": AgentStateChanged,
+    "DISPOSITION": QueueDisposition,
 }
 
 

@@ -47,6 +47,7 @@ class AcdService:
         self.bus = bus  # every queue-log row is published (storage persists it)
         self.waiting: dict[str, Waiting] = {}  # call id → session
         self.events: list[QueueLogRow] = []  # since start, for the real-time view
+        self.last_connected: dict[str, QueueLogRow] = {}  # agent → its latest CONNECT (dispositions)
         self._timer: asyncio.TimerHandle | None = None
         self._aht: dict[str, float] = {}  # queue → moving average handling time (wait estimates)
         self.distributor = self._build(plan_of())
@@ -575,7 +576,21 @@ class AcdService:
 
     def _log(self, row: QueueLogRow) -> None:
         self.events.append(row)
+        if row.event == "CONNECT" and row.agent:
+            self.last_connected[row.agent] = row
         self.bus.publish(queue_event(row))  # storage writes the row; dashboards and CRMs hear it
+
+    def set_disposition(self, agent: str, disposition: str, notes: str = "") -> QueueLogRow:
+        """The agent's outcome of its latest queue call (from the agent desktop), as a
+        DISPOSITION row of the queue log next to the call's other rows."""
+        last = self.last_connected.get(agent)
+        if last is None:
+            raise KeyError(f"agent {agent} has no recent queue call")
+        row = QueueLogRow(at=time.time(), event="DISPOSITION", call_id=last.call_id, queue=last.queue, agent=agent,
+                          caller=last.caller, did=last.did, reason=disposition, notes=notes)
+        self._log(row)
+        log.info("call %s: agent %s set disposition %s", last.call_id, agent, disposition)
+        return row
 
     def queue_of(self, call_id: str) -> str | None:
         """The queue a call waits in now, or None."""

@@ -139,7 +139,8 @@ class CampaignAction(BaseModel):
 
 class Disposition(BaseModel):
     agent: str | None = None  # default: the calling agent
-    disposition: str = Field(max_length=64)
+    disposition: str = Field(min_length=1, max_length=64)
+    notes: str = Field("", max_length=2000)  # a queue call's notes (into the queue log)
     lead: int | None = None
     campaign: str | None = None
     callback_at: float | None = None
@@ -495,6 +496,9 @@ def install_routes(app: Any, sw: ControlledSwitch, auth: ApiAuth) -> EventTail:
         agent = body.agent or p.extension or ""
         if agent not in members(p):
             raise ApiError(403, f"you may not set {agent or 'that'} agent's dispositions")
+        if body.lead is None and sw.dialer.lead_of_agent(agent) is None:
+            row = sw.acd.set_disposition(agent, body.disposition, body.notes)  # a queue call's
+            return {"ok": True, "call": row.call_id, "queue": row.queue, "disposition": row.reason}
         return await sw.dialer.disposition(agent, body.disposition, lead=body.lead, campaign=body.campaign,
                                            callback_at=body.callback_at, callback_agent=body.callback_agent)
 

@@ -198,4 +198,10 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX webhook_outbox_due ON webhook_outbox (state, next_at);
         """,
     ),
+    (
+        8,
+        """
+        ALTER TABLE queue_log ADD COLUMN notes TEXT NOT NULL DEFAULT '';
+        """,
+    ),
 ]

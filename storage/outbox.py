@@ -59,7 +59,7 @@ def standard_data(event: Event, agents_of_plan: frozenset[str] | set[str] = froz
         r = event.row
         return {"seq": event.seq, "call_id": r.call_id, "event": r.event, "queue": r.queue, "agent": r.agent,
                 "caller": r.caller, "did": r.did, "position": r.position, "wait_seconds": r.wait,
-                "talk_seconds": r.talk, "reason": r.reason, "state": r.state, "at": _iso(r.at)}
+                "talk_seconds": r.talk, "reason": r.reason, "state": r.state, "notes": r.notes, "at": _iso(r.at)}
     data = to_json(event)
     data.pop("type", None)
     return data

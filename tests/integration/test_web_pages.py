@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from centralino.bench.sipp import run_sipp
-from helpers import Phone, RunningSwitch, free_port, need_tool, plan_text, wait_for
+from helpers import Phone, RunningSwitch, db_rows, free_port, need_tool, plan_text, wait_for
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -179,7 +179,15 @@ def test_agent_desktop_takes_a_queue_call_with_its_card(tmp_path):
             crm = driver.find_element(By.ID, "crm")
             assert crm.get_attribute("href") == "https://crm.example.com/find?phone=84951234567"
             assert wait_for(lambda: text_of(driver, "#state") in ("on-call", "wrap-up"), 10)
+            # the disposition and notes, from the page into the queue log
+            driver.find_element(By.ID, "dispositions").send_keys("sale")
+            driver.find_element(By.ID, "notes").send_keys("wants the blue one")
+            driver.find_element(By.ID, "dispose").click()
+            assert wait_for(lambda: text_of(driver, "#disposed") == "saved", 5), text_of(driver, "#disposed")
             shot(driver, tmp_path, "agent")
+            rows = wait_for(lambda: db_rows(sw, "SELECT * FROM queue_log WHERE event = 'DISPOSITION'"), 5)
+            assert rows and rows[0]["reason"] == "sale" and rows[0]["notes"] == "wants the blue one"
+            assert rows[0]["agent"] == "1002" and rows[0]["queue"] == "sales" and rows[0]["caller"] == "84951234567"
             call.join(30)
             # pause with a reason from the page, seen by the API
             driver.find_element(By.ID, "pause").click()

@@ -41,8 +41,12 @@ function onEvent(ev) {
   const row = ev.row || {};
   if (ev.type === "queue.agent_rung" && row.event === "RING")
     show({ state: "ringing", caller: row.caller, did: row.did, queue: row.queue, wait: C.fmtSeconds(row.wait), call: row.call_id });
-  else if (ev.type === "queue.connected")
+  else if (ev.type === "queue.connected") {
+    lead = null;
     show({ state: "talking", caller: row.caller, did: row.did, queue: row.queue, wait: C.fmtSeconds(row.wait), call: row.call_id });
+    document.getElementById("disposition").hidden = false;
+    document.getElementById("disposed").textContent = "";
+  }
   else if (ev.type === "dialer.connected") {
     lead = ev;
     show({ state: "campaign call", caller: ev.phone || "", campaign: ev.campaign, lead: ev.lead_id, ...(ev.fields || {}) });
@@ -61,6 +65,7 @@ function onEvent(ev) {
   document.getElementById("dispose").onclick = async () => {
     try {
       await C.api("POST", "/dispositions", { agent: who.extension, disposition: document.getElementById("dispositions").value,
+                                            notes: document.getElementById("notes").value,
                                             lead: lead ? lead.lead_id : null, campaign: lead ? lead.campaign : null });
       document.getElementById("disposed").textContent = "saved";
     } catch (err) { document.getElementById("disposed").textContent = err.message; }
