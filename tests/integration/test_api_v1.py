@@ -8,6 +8,7 @@ subscriber that stops reading without holding up the others."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import re
@@ -230,7 +231,8 @@ def test_event_stream_in_order_resumes_without_gap_and_drops_a_stalled_reader(tm
     with RunningSwitch(text) as sw:
         admin = login(sw.api, "root", "root-pw")["token"]
         alice = login(sw.api, "alice", "alice-pw")["token"]
-        stalled_sock = ws_connect(sw.api, admin)  # never reads after the hello
+        stack = contextlib.ExitStack()
+        stalled_sock = stack.enter_context(ws_connect(sw.api, admin))  # never reads after the hello
         stalled_sock.recv(timeout=5)
         received: list[dict] = []
         with ws_connect(sw.api, alice, "?types=queue.") as ws:
@@ -280,7 +282,7 @@ def test_event_stream_in_order_resumes_without_gap_and_drops_a_stalled_reader(tm
                     break
             assert got == 3000
         assert wait_for(lambda: sw.switch.event_tail.cut_off >= 1, 10), "the stalled reader was not cut off"
-        stalled_sock.close()
+        stack.close()
 
 
 def test_recordings_list_download_and_signed_link(tmp_path):
