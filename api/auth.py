@@ -12,6 +12,7 @@ guesser cannot lock a user out of the desk they use); each failure is a security
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -28,6 +29,12 @@ from ..storage.database import Database
 
 USER_FAILURES = 20  # failed logins per user per hour before new sources are refused for it
 USER_WINDOW = 3600.0
+
+
+@functools.cache
+def _stranger_hash() -> str:
+    """A fixed hash to check unknown users' passwords against (computed once, not per login)."""
+    return hash_password("x", b"0" * 16)
 
 
 class Via(StrEnum):
@@ -206,7 +213,7 @@ class ApiAuth:
             return hmac.compare_digest(self.plain[name].encode(), password.encode())
         hashed = self.hashes.get(name)
         if hashed is None:
-            verify_password(password, hash_password("x", b"0" * 16))  # the same time for a stranger
+            verify_password(password, _stranger_hash())  # one scrypt, as for a known user
             return False
         return verify_password(password, hashed)
 
