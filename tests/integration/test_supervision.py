@@ -64,6 +64,16 @@ def heard(levels: dict[str, dict[str, float]], me: str) -> set[str]:
     return got
 
 
+def after_the_supervisor_left(sw, rtp: dict[str, RtpPhone], alice: Caller, answer) -> dict[str, dict[str, float]]:
+    """Once the session is gone: what Alice and Bob hear without Carol, then Alice hangs up."""
+    assert wait_for(lambda: not call_api(sw.api, "GET", "/api/v1/monitor")[1]["sessions"], 3)
+    time.sleep(0.3)
+    rtp.pop("carol").close()
+    after = hears(rtp)
+    assert alice.hang_up(answer, 3).status == 200
+    return after
+
+
 def test_listen_whisper_barge_then_leave(sw):
     rtp = {who: RtpPhone("PCMU") for who in TONES}
     bob = Phone(sw.address("udp"), "1002", "pw1002")
@@ -103,11 +113,7 @@ def test_listen_whisper_barge_then_leave(sw):
         time.sleep(0.3)
         back_to_listen = hears(rtp)
         assert carol.hang_up(joined, 5).status == 200
-        assert wait_for(lambda: not call_api(sw.api, "GET", "/api/v1/monitor")[1]["sessions"], 3)
-        time.sleep(0.3)
-        rtp.pop("carol").close()
-        after = hears(rtp)
-        assert alice.hang_up(answer, 3).status == 200
+        after = after_the_supervisor_left(sw, rtp, alice, answer)
     finally:
         bob.stop()
         for p in rtp.values():
@@ -170,11 +176,7 @@ def test_listen_in_from_the_api_rings_the_supervisors_phone(tmp_path):
             time.sleep(0.3)
             barge = hears(rtp)
             assert call_api(sw.api, "POST", f"/api/v1/calls/{reply['sessions'][0]['call']}/hangup")[0] == 200
-            assert wait_for(lambda: not call_api(sw.api, "GET", "/api/v1/monitor")[1]["sessions"], 3)
-            time.sleep(0.3)
-            rtp.pop("carol").close()
-            after = hears(rtp)
-            assert alice.hang_up(answer, 3).status == 200
+            after = after_the_supervisor_left(sw, rtp, alice, answer)
         finally:
             bob.stop()
             carol.stop()
