@@ -10,6 +10,7 @@ import os
 import secrets
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from .acd.service import AcdService
 from .acd.supervision import Supervision
 from .api.app import build_app
 from .api.auth import ApiAuth
+from .api.links import call_recording_path
 from .api.server import ApiServer
 from .api.webhooks import WebhookSender
 from .config.loader import LoadedPlan, PlanInvalid, load_plan
@@ -100,7 +102,8 @@ class Switch:
         await self._resolve_passwords()
 
         self.bus = EventBus()
-        self.outbox = Outbox(lambda: self.plan, self.db, self.bus)
+        api_secret = await self._meta_secret("api-secret")
+        self.outbox = Outbox(lambda: self.plan, self.db, self.bus, self._recording_link(api_secret))
         self.persistence = Persistence(self.db, self.bus, self.outbox)
         self.webhooks = WebhookSender(self.db, lambda: self.plan)
         self.outbox.on_enqueued = self.webhooks.wake
@@ -155,10 +158,10 @@ class Switch:
         try:
             # Bind first, so that a busy port is a plain error rather than a task-group failure.
             await self.transports.start(sip.listen_addresses)
-            self.api_auth = ApiAuth(plan, self.db, self.bus, self.api.token, await self._meta_secret("api-secret"))
+            self.api_auth = ApiAuth(plan, self.db, self.bus, self.api.token, api_secret)
             await self.api_auth.start()
             app, self.event_tail = build_app(self, self.api_auth, self._version())
-            self.api.set_names(plan.server.api.hosts)
+            self.api.set_names(plan.server.api.hosts, plan.server.api.public_url)
             await self.api.start(plan.server.api.listen, app)
             self.api.write_token(self.data_dir)
             await self.media.start()
@@ -192,6 +195,11 @@ class Switch:
                 self.core.close()
             if self.db is not None:
                 await self.db.close()
+
+    def _recording_link(self, secret: bytes) -> Callable[[str, float], str]:
+        def link(call_id: str, seconds: float) -> str:
+            return self.api.base_url + call_recording_path(call_id, int(time.time() + seconds), secret)
+        return link
 
     async def _meta_secret(self, key: str) -> bytes:
         assert self.db is not None
@@ -302,6 +310,10 @@ class Switch:
     def calls(self) -> CallControl:
         return self.b2bua
 
+    @property
+    def api_base_url(self) -> str:
+        return self.api.base_url
+
     def sip_received(self) -> dict[str, dict[Any, int]]:
         assert self.core is not None
         return {"requests": dict(self.core.received_requests), "responses": dict(self.core.received_responses)}
@@ -379,7 +391,7 @@ class Switch:
         for service in self.reloadables:
             service.plan_changed(plan)
         await self.api_auth.reload(plan)
-        self.api.set_names(plan.server.api.hosts)
+        self.api.set_names(plan.server.api.hosts, plan.server.api.public_url)
         sip = plan.server.sip
         for aor in self.location.aors():
             if aor not in plan.extensions:

@@ -6,8 +6,6 @@ principal: an agent acts only on itself, a supervisor only on its queues, an adm
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -32,6 +30,7 @@ from ..storage.recordings import recording as recording_row
 from ..switch.b2bua.call import Call, CallState
 from ..switch.b2bua.control import CallControl
 from ..switch.security import SecurityGuard
+from . import links
 from .auth import ApiAuth, Principal
 from .clicktocall import click_to_call
 from .events import EventTail, Match
@@ -65,6 +64,11 @@ class ControlledSwitch(Protocol):
     security: SecurityGuard
     webhooks: WebhookSender
     db: Database | None
+
+    @property
+    def api_base_url(self) -> str:
+        """Where others reach the API (server.api.public_url, else its address): for links."""
+        ...
 
     def status(self) -> dict[str, Any]: ...
 
@@ -528,9 +532,6 @@ def install_routes(app: Any, sw: ControlledSwitch, auth: ApiAuth) -> EventTail:
             path.suffix.lstrip(".").lower(), "application/octet-stream")
         return FileResponse(path, media_type=kind, filename=f"{rec['id']}{path.suffix}")
 
-    def link_signature(ident: str, expires: int) -> str:
-        return hmac.new(auth.secret, f"recording:{ident}:{expires}".encode(), hashlib.sha256).hexdigest()
-
     @route(r, "GET", "/recordings", ALL_ROLES, V1)
     async def recordings(request: Request, since: float | None = None, until: float | None = None,
                          call: str | None = None, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
@@ -549,17 +550,26 @@ def install_routes(app: Any, sw: ControlledSwitch, auth: ApiAuth) -> EventTail:
         """A short-lived URL that needs no token (for a CRM's player)."""
         rec = await visible_recording(principal_of(request), ident)
         expires = int(time.time()) + LINK_SECONDS
-        return {"url": f"{V1}/recordings/{rec['id']}/signed?expires={expires}&sig={link_signature(rec['id'], expires)}",
-                "expires": expires}
+        return {"url": sw.api_base_url + links.recording_path(rec["id"], expires, auth.secret), "expires": expires}
 
     @route(r, "GET", "/recordings/{ident}/signed", (), V1)
     async def signed_audio(ident: str, expires: int, sig: str) -> FileResponse:
-        if expires < time.time() or not hmac.compare_digest(sig, link_signature(ident, expires)):
+        if not links.valid(auth.secret, f"recording:{ident}", expires, sig):
             raise ApiError(403, "the link has expired or is not valid")
         rec = await recording_row(database(), ident)
         if rec is None:
             raise ApiError(404, f"no recording {ident!r}")
         return audio_response(rec)
+
+    @route(r, "GET", "/cdr/{call_id}/recording", (), V1)
+    async def signed_call_recording(call_id: str, expires: int, sig: str) -> FileResponse:
+        """A call's recording through the signed link its webhook delivery carried."""
+        if not links.valid(auth.secret, f"call:{call_id}", expires, sig):
+            raise ApiError(403, "the link has expired or is not valid")
+        rows = await list_recordings(database(), call_id=call_id, limit=1)
+        if not rows:
+            raise ApiError(404, f"call {call_id!r} has no recording")
+        return audio_response(rows[0])
 
     # -- webhooks ---------------------------------------------------------------------------------
     @route(r, "GET", "/webhooks", ADMIN, V1)

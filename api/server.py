@@ -69,6 +69,7 @@ class ApiServer:
         self.token = secrets.token_urlsafe(32)
         self.hosts: set[str] = set()
         self._extra_hosts: list[str] = []
+        self.public_url: str | None = None
         self._written: list[Path] = []
         self._server: Any = None
         self._task: asyncio.Task[None] | None = None
@@ -80,10 +81,23 @@ class ApiServer:
     def allowed_hosts(self) -> set[str]:
         return self.hosts
 
-    def set_names(self, names: list[str]) -> None:
-        """The configured names (server.api.hosts) the API also answers for."""
+    def set_names(self, names: list[str], public_url: str | None = None) -> None:
+        """The configured names (server.api.hosts, and public_url's host) the API also answers for."""
+        self.public_url = public_url.rstrip("/") if public_url else None
         self._extra_hosts = list(names)
+        if self.public_url:
+            self._extra_hosts.append(self.public_url.partition("://")[2].partition("/")[0])
         self._compute_hosts()
+
+    @property
+    def base_url(self) -> str:
+        """Where others reach the API: server.api.public_url, else the address it listens on."""
+        if self.public_url:
+            return self.public_url
+        if self.address is None:
+            return ""
+        host, port = self.address
+        return f"http://{host if ':' not in host else f'[{host}]'}:{port}"
 
     def _compute_hosts(self) -> None:
         if self.address is None:

@@ -9,6 +9,11 @@ after ``retry_base`` × 2^attempts (at most an hour) with ±50 % jitter, until t
 ``retry_for`` old (24 h by default): then it is a dead letter, listed and replayable through the
 API. Rows survive restarts (the sender resumes after a ``kill -9``). At most ``PARALLEL``
 deliveries are in flight at once, one at a time per endpoint (in order).
+
+The CRM formats (storage/webhook_formats.py) are sent the CRM's way: amoCRM's body to
+``/api/v4/calls`` with the account's bearer token; Bitrix24's row is a sequence of REST calls,
+done step by step with the call's Bitrix24 CALL_ID remembered between rows (``crm_calls``) and the
+recording read and attached when it is complete. The same retry rules hold for every format.
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import json
 import logging
 import random
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -35,6 +42,9 @@ log = logging.getLogger("centralino.webhooks")
 PARALLEL = 8
 BATCH = 100
 MAX_DELAY = 3600.0
+RECORDING_WAIT = 600  # seconds a Bitrix24 attach waits for the call's recording to be complete
+BITRIX_REGISTER = "telephony.externalcall.register"
+PRUNE_EVERY = 3600.0
 
 
 def secret_key(secret: str) -> bytes:
@@ -80,8 +90,12 @@ class WebhookSender:
         return {n: h for n, h in hooks.items() if n not in self.disabled}
 
     async def run(self) -> None:
+        pruned = 0.0
         try:
             while True:
+                if time.monotonic() - pruned > PRUNE_EVERY:
+                    pruned = time.monotonic()
+                    await self.prune()
                 wait = await self._round()
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -98,7 +112,7 @@ class WebhookSender:
         marks = ",".join("?" for _ in names)
         now = time.time()
         rows = await self.db.fetchall(
-            f"SELECT id, webhook, event_id, payload, created, attempts FROM webhook_outbox "
+            f"SELECT id, webhook, event_id, payload, created, attempts, progress FROM webhook_outbox "
             f"WHERE state = 'pending' AND next_at <= ? AND webhook IN ({marks}) ORDER BY id LIMIT ?",
             (now, *names, BATCH))
         by_hook: dict[str, list[Any]] = {}
@@ -123,13 +137,11 @@ class WebhookSender:
         return max(0.0, min(30.0, nxt["at"] - time.time()))
 
     async def _deliver(self, hook: Webhook, name: str, row: Any) -> bool:
-        body = row["payload"].encode()
-        ts = int(time.time())
-        headers = {"webhook-id": row["event_id"], "webhook-timestamp": str(ts),
-                   "webhook-signature": sign(hook.secret, row["event_id"], ts, body)}
         try:
-            resp = await self._client.post(hook.url, content=body, headers=headers, timeout=hook.timeout)
-            status, error = resp.status_code, f"HTTP {resp.status_code}"
+            if hook.format == "bitrix24":
+                status, error = await self._send_bitrix24(hook, name, row)
+            else:
+                status, error = await self._send_one(hook, row)
         except httpx.HTTPError as exc:
             status, error = 0, f"{type(exc).__name__}: {exc}"[:200]
         now = time.time()
@@ -161,12 +173,106 @@ class WebhookSender:
                               (attempts, error, now + delay, row["id"]))])
         return False
 
+    async def _send_one(self, hook: Webhook, row: Any) -> tuple[int, str]:
+        """One POST: a standard delivery signed as Standard Webhooks, or amoCRM's /api/v4/calls."""
+        body = row["payload"].encode()
+        if hook.format == "amocrm":
+            url = hook.url if hook.url.rstrip("/").endswith("/api/v4/calls") else hook.url.rstrip("/") + "/api/v4/calls"
+            headers = {"Authorization": f"Bearer {hook.token}"}
+        else:
+            url, ts = hook.url, int(time.time())
+            assert hook.secret is not None  # the plan's check: a standard webhook has one
+            headers = {"webhook-id": row["event_id"], "webhook-timestamp": str(ts),
+                       "webhook-signature": sign(hook.secret, row["event_id"], ts, body)}
+        resp = await self._client.post(url, content=body, headers=headers, timeout=hook.timeout)
+        return resp.status_code, f"HTTP {resp.status_code}"
+
+    async def _send_bitrix24(self, hook: Webhook, name: str, row: Any) -> tuple[int, str]:
+        """The row's REST calls in order, from the first not yet done (``progress`` survives a
+        retry and a restart, so a finish is never sent twice). Register is skipped when the call
+        already has its Bitrix24 CALL_ID, which the later steps are given."""
+        steps = json.loads(row["payload"])["steps"]
+        for index in range(row["progress"], len(steps)):
+            step = steps[index]
+            external = await self._external_id(name, step["call"])
+            params = dict(step["params"])
+            if step["method"] == BITRIX_REGISTER:
+                if external is None:
+                    status, answer = await self._bitrix_call(hook, step["method"], params)
+                    if not 200 <= status < 300:
+                        return status, answer
+                    try:
+                        external = str(json.loads(answer)["result"]["CALL_ID"])
+                    except (ValueError, KeyError, TypeError):
+                        return 502, f"register answered without a CALL_ID: {answer[:120]}"
+                    await self.db.write([("INSERT OR REPLACE INTO crm_calls (webhook, call_id, external_id, created) "
+                                          "VALUES (?, ?, ?, ?)", (name, step["call"], external, time.time()))])
+            else:
+                if external is None:
+                    return 0, "no Bitrix24 CALL_ID yet (the call's register step has not succeeded)"
+                params["CALL_ID"] = external
+                if step.get("recording"):
+                    found = await self._recording_file(step["call"], row["created"])
+                    if isinstance(found, str):
+                        return 0, found  # not ready yet: retried
+                    if found is None:  # no usable file: the call is logged without it
+                        await self._progress(row["id"], index + 1)
+                        continue
+                    params["FILENAME"], params["FILE_CONTENT"] = found[0], found[1]
+                status, answer = await self._bitrix_call(hook, step["method"], params)
+                if not 200 <= status < 300:
+                    return status, answer
+            await self._progress(row["id"], index + 1)
+        return 200, ""
+
+    async def _bitrix_call(self, hook: Webhook, method: str, params: dict[str, Any]) -> tuple[int, str]:
+        resp = await self._client.post(hook.method_url(method), content=json.dumps(params).encode(),
+                                       timeout=hook.timeout)
+        text = resp.text
+        if 200 <= resp.status_code < 300 and '"error"' in text[:200]:
+            with contextlib.suppress(ValueError):
+                if "error" in json.loads(text):  # Bitrix24 can answer an error with 200
+                    return 502, f"{method}: {text[:160]}"
+        return resp.status_code, text if 200 <= resp.status_code < 300 else f"HTTP {resp.status_code} {method}: {text[:160]}"
+
+    async def _progress(self, ident: int, done: int) -> None:
+        await self.db.write([("UPDATE webhook_outbox SET progress = ? WHERE id = ?", (done, ident))])
+
+    async def _external_id(self, name: str, call_id: str) -> str | None:
+        row = await self.db.fetchone("SELECT external_id FROM crm_calls WHERE webhook = ? AND call_id = ?",
+                                     (name, call_id))
+        return None if row is None else str(row["external_id"])
+
+    async def _recording_file(self, call_id: str, created: float) -> tuple[str, str] | str | None:
+        """The call's recording as (file name, base64), a reason to wait (its index row is written
+        when the file is complete), or None when there is nothing Bitrix24 can take (no file after
+        ``RECORDING_WAIT`` s, gone, or not WAV/MP3)."""
+        row = await self.db.fetchone("SELECT path FROM recordings WHERE call_id = ? ORDER BY started DESC LIMIT 1",
+                                     (call_id,))
+        if row is None:
+            if time.time() - created < RECORDING_WAIT:
+                return "the call's recording is not complete yet"
+            log.warning("webhook: call %s has no recording to attach after %d s", call_id, RECORDING_WAIT)
+            return None
+        path = Path(row["path"])
+        if path.suffix.lower() not in (".wav", ".mp3") or not path.is_file():
+            log.warning("webhook: recording %s of call %s cannot go to Bitrix24 (gone, or not WAV/MP3)", path, call_id)
+            return None
+        content = await asyncio.to_thread(path.read_bytes)
+        return f"{call_id}{path.suffix.lower()}", base64.b64encode(content).decode()
+
+    async def prune(self, keep_days: float = 7.0) -> None:
+        """Delivered rows and CRM call ids older than ``keep_days`` go (dead letters stay until replayed)."""
+        cutoff = time.time() - keep_days * 86400
+        await self.db.write([("DELETE FROM webhook_outbox WHERE state = 'delivered' AND done_at < ?", (cutoff,)),
+                             ("DELETE FROM crm_calls WHERE created < ?", (cutoff,))])
+
     # -- what the API shows and does ----------------------------------------------------------------
     async def status(self) -> dict[str, Any]:
         counts = await self.db.fetchall("SELECT webhook, state, COUNT(*) AS n FROM webhook_outbox GROUP BY webhook, state")
         out: dict[str, Any] = {}
         for name, hook in self.plan_of().webhooks.items():
-            out[name] = {"url": hook.url, "events": hook.events, "disabled": name in self.disabled,
+            out[name] = {"url": hook.url, "format": hook.format, "events": list(hook.wants), "disabled": name in self.disabled,
                          "pending": 0, "delivered": 0, "dead": 0}
         for row in counts:
             if row["webhook"] in out:

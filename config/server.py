@@ -104,6 +104,9 @@ class ApiConfig(Strict):
     # names the API answers for besides its own address (the Host header a browser sends when
     # it is reached through a DNS name); every other Host is refused (DNS rebinding)
     hosts: list[str] = []
+    # how CRMs and signed links reach the API from outside, e.g. "https://pbx.example.com" (a
+    # reverse proxy in front); its host is answered for too. Unset: http://<listen address>
+    public_url: str | None = None
     session_hours: float = Field(12.0, gt=0)  # a login's token lives this long
     rate_limit: float = Field(50.0, gt=0)  # requests per second per token (burst: twice that)
     # failed logins per source address: this many in login_window seconds → 429 for that window
@@ -112,6 +115,14 @@ class ApiConfig(Strict):
     # the agent desktop's screen-pop: a link to the caller in the company's CRM, e.g.
     # "https://crm.example.com/contacts?phone={caller}" ({caller}, {did}, {queue}, {call} are filled in)
     crm_url: str | None = None
+
+
+    @field_validator("public_url")
+    @classmethod
+    def _public(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", value):
+            raise ValueError("public_url is an http:// or https:// address, e.g. https://pbx.example.com")
+        return value
 
 
 class RegistrarConfig(Strict):

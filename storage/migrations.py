@@ -204,4 +204,19 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE queue_log ADD COLUMN notes TEXT NOT NULL DEFAULT '';
         """,
     ),
+    (
+        9,
+        """
+        -- a CRM adapter's delivery is several requests: how many of them are done survives a restart
+        ALTER TABLE webhook_outbox ADD COLUMN progress INTEGER NOT NULL DEFAULT 0;
+        -- the CRM's own id of a call (Bitrix24's CALL_ID), once its register step has answered
+        CREATE TABLE crm_calls (
+            webhook     TEXT NOT NULL,
+            call_id     TEXT NOT NULL,
+            external_id TEXT NOT NULL,
+            created     REAL NOT NULL,
+            PRIMARY KEY (webhook, call_id)
+        );
+        """,
+    ),
 ]

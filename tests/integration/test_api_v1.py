@@ -314,9 +314,12 @@ def test_recordings_list_download_and_signed_link(tmp_path):
         assert fetch(rec["audio"])[0] == 401
         status, link, _ = request(sw.api, "POST", f"/api/v1/recordings/{rec['id']}/link", token=admin)
         assert status == 200
-        status, signed = fetch(link["url"])  # no token: the signature is the credential
+        # an absolute URL (server.api.public_url, else the API's address): a CRM opens it as it is
+        assert link["url"].startswith(f"http://{sw.api}/api/v1/recordings/{rec['id']}/signed?expires=")
+        path = link["url"].removeprefix(f"http://{sw.api}")
+        status, signed = fetch(path)  # no token: the signature is the credential
         assert status == 200 and signed == audio
-        assert fetch(link["url"].replace("sig=", "sig=0"))[0] == 403
+        assert fetch(path.replace("sig=", "sig=0"))[0] == 403
         bob = login(sw.api, "bob", "bob-pw")["token"]  # an agent sees its own recordings only
         assert request(sw.api, "GET", "/api/v1/recordings", token=bob)[1]["recordings"] == []
         assert fetch(rec["audio"], bob)[0] == 404

@@ -219,6 +219,8 @@ def test_default_plan_voicemail_left_and_heard_from_softphones(tmp_path):
         assert wait_for(lambda: "incoming call" in bob.log().lower(), 10), bob.log()[-2000:]
         time.sleep(0.5)
         bob.type("/hangup")  # rejects the call: the route's else is voicemail 1002
+        # the voicemail answers Alice's call; from then on she hears the greeting, the tone and talks
+        assert wait_for(lambda: "call established" in alice.log().lower(), 10), alice.log()[-2000:]
         time.sleep(4.51 + 0.4 + 4.5)  # "please leave a message after the tone", the tone, 4.5 s of talk
         alice.type("/hangup")
         assert wait_for(lambda: sw.api_get("/voicemail/1002")["messages"], 10), sw.out.read_text()[-3000:]
