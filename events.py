@@ -273,7 +273,7 @@ class QueueAbandoned(QueueEventBase):
 @dataclass(frozen=True, slots=True)
 class QueueLeft(QueueEventBase):
     """The caller's time in the queue ended otherwise: COMPLETE (after talking), TIMEOUT, FULL,
-    EMPTY, CALLBACKFAIL."""
+    EMPTY, CALLBACKFAIL, MOVED (to the queue in ``reason``, where it enters next)."""
 
     type: ClassVar[str] = "queue.left"
 

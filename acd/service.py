@@ -37,6 +37,7 @@ class Waiting:
     hold: asyncio.Future[None] | None = None  # music and announcements
     keys: asyncio.Future[None] | None = None  # waits for the callback key
     callback: str | None = None  # the caller hung up to be called back on this number
+    ringing: bool = False  # agents are being rung for this caller now
 
 
 class AcdService:
@@ -123,7 +124,13 @@ class AcdService:
 
     # -- the queue application -----------------------------------------------------------------------
     async def queue_app(self, call: Call, action: Action) -> None:
-        name = str(action.queue)
+        moved_to = await self._queue(call, str(action.queue), action, None)
+        while moved_to is not None and call.state is CallState.ANSWERED:
+            moved_to = await self._queue(call, moved_to[0], Action(queue=moved_to[0]), moved_to[1])
+
+    async def _queue(self, call: Call, name: str, action: Action, entered: float | None) -> tuple[str, float] | None:
+        """One stay in queue ``name``; returns (queue, entered) when the caller was moved to
+        another queue (it keeps its place in time there: ``entered`` is its first arrival)."""
         plan = self.plan_of()
         rules = plan.queues[name]
         if call.state is not CallState.ANSWERED:
@@ -132,9 +139,9 @@ class AcdService:
         elif rules.record and call.recording_id is None:
             call.record = True  # recorded from the agent's answer (see B2BUA.bridge)
         if call.state is not CallState.ANSWERED:
-            return
+            return None
         now = time.time()
-        caller = Caller(call.id, name, now, caller=call.caller, did=call.did,
+        caller = Caller(call.id, name, entered or now, caller=call.caller, did=call.did,
                         priority=int(call.vars.get("priority", 0) or 0),
                         requires={k.removeprefix("skill."): int(v) for k, v in call.vars.items()
                                   if k.startswith("skill.") and str(v).isdigit()})
@@ -144,7 +151,7 @@ class AcdService:
             self._log(QueueLogRow(now, exc.reason.upper(), call.id, name, caller=call.caller, did=call.did))
             log.info("call %s: queue %s is %s", call.id, name, exc.reason)
             await self._leave(call, rules.overflow or rules.timeout)
-            return
+            return None
         self._log(QueueLogRow(now, "ENTER", call.id, name, caller=call.caller, did=call.did, position=position))
         log.info("call %s entered queue %s at position %d", call.id, name, position)
         session = Waiting(call, caller)
@@ -156,7 +163,7 @@ class AcdService:
             if rules.callback is not None:
                 session.keys = asyncio.ensure_future(self._watch_callback_key(session, rules))
         try:
-            await self._wait_for_agent(session, rules)
+            moved_to = await self._wait_for_agent(session, rules)
         finally:
             for task in (session.hold, session.keys):
                 if task is not None:
@@ -164,8 +171,30 @@ class AcdService:
             self.waiting.pop(call.id, None)
             self.distributor.remove(caller, time.time())
             self.kick()
+        if moved_to is None:
+            return None
+        await self.control.stop_playing(call)
+        return moved_to, caller.entered
 
-    async def _wait_for_agent(self, session: Waiting, rules: Queue) -> None:
+    def move(self, call_id: str, queue: str) -> str | None:
+        """Move a waiting caller to another queue, keeping the time it has waited (its place
+        there is by its first arrival); None when done, else why not."""
+        session = self.waiting.get(call_id)
+        if session is None:
+            return "the call is not waiting in a queue"
+        if queue not in self.plan_of().queues:
+            return f"no queue {queue!r}"
+        if queue == session.caller.queue:
+            return f"the call already waits in {queue}"
+        if session.callback is not None:
+            return "the caller hung up for a callback; it keeps its place"
+        if session.ringing:
+            return "agents are ringing for this call; try again when it is back waiting"
+        session.signals.put_nowait(f"move:{queue}")
+        return None
+
+    async def _wait_for_agent(self, session: Waiting, rules: Queue) -> str | None:
+        """Wait until the caller is connected, leaves or hangs up (None), or is moved: the queue."""
         call, caller = session.call, session.caller
         name = caller.queue
         self.kick()
@@ -174,16 +203,23 @@ class AcdService:
             now = time.time()
             if signal is None:  # the caller hung up while waiting
                 self._abandoned(caller, now)
-                return
+                return None
+            if isinstance(signal, str) and signal.startswith("move:"):
+                target = signal.partition(":")[2]
+                pos = self.distributor.position(caller)
+                self._log(QueueLogRow(now, "MOVED", call.id, name, caller=caller.caller, did=caller.did,
+                                      position=pos, wait=round(now - caller.entered, 3), reason=target))
+                log.info("call %s moved from queue %s to %s after %.1fs", call.id, name, target, now - caller.entered)
+                return target
             if isinstance(signal, str) and session.callback is not None:
                 continue  # a callback request keeps its place until an agent takes it
             if isinstance(signal, str):  # timeout or empty
                 self._log(QueueLogRow(now, signal.upper(), call.id, name, caller=caller.caller, did=caller.did,
                                      position=caller.entry_position, wait=round(now - caller.entered, 3)))
                 await self._leave(call, rules.timeout if signal == "timeout" else (rules.overflow or rules.timeout))
-                return
+                return None
             if await self._offer(session, signal, rules):
-                return
+                return None
 
     async def _next_signal(self, session: Waiting) -> Offer | str | None:
         """The next offer or rule for this caller; None when they hung up (not for a callback)."""
@@ -213,7 +249,11 @@ class AcdService:
             return await self._offer_callback(session, offer, rules)
         call, caller = session.call, session.caller
         rung = self._ringing(caller, offer)
-        result = await self.control.ring(call, list(offer.agents), rules.ring_timeout)
+        session.ringing = True
+        try:
+            result = await self.control.ring(call, list(offer.agents), rules.ring_timeout)
+        finally:
+            session.ringing = False
         now = time.time()
         if call.state is CallState.ENDED:  # the caller hung up while agents rang: not their miss
             self._abandoned(caller, now)

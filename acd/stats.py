@@ -75,7 +75,7 @@ def summarize(events: Iterable[QueueLogRow], by: str = "queue", *, interval: flo
         elif e.event == "COMPLETE":
             g["completed"] += 1
             g["talk"] += e.talk or 0.0
-        elif e.event in ("TIMEOUT", "FULL", "EMPTY", "CALLBACK"):
+        elif e.event in ("TIMEOUT", "FULL", "EMPTY", "CALLBACK", "MOVED"):
             g[e.event.lower()] += 1
         elif e.event == "RINGNOANSWER":
             g["missed_rings"] += 1
@@ -89,6 +89,7 @@ def summarize(events: Iterable[QueueLogRow], by: str = "queue", *, interval: flo
         row: dict[str, object] = {
             by: name, "offered": int(g["offered"]), "answered": int(answered), "abandoned": int(abandoned),
             "timeout": int(g["timeout"]), "rejected": int(g["full"] + g["empty"]), "callbacks": int(g["callback"]),
+            "moved": int(g["moved"]),
             "service_level": round(g["within_sl"] / (answered + abandoned), 4) if answered + abandoned else None,
             "abandon_rate": round(abandoned / g["offered"], 4) if g["offered"] else None,
             "asa": round(g["wait_answered"] / answered, 1) if answered else None,

@@ -151,6 +151,14 @@ class Disposition(BaseModel):
     callback_agent: str = ""
 
 
+class TransferRequest(BaseModel):
+    to: str = Field(min_length=1, max_length=64)  # an extension, or a number the plan routes to extensions
+
+
+class QueueMove(BaseModel):
+    queue: str = Field(min_length=1, max_length=64)
+
+
 class Unban(BaseModel):
     address: str
 
@@ -374,6 +382,30 @@ def install_routes(app: Any, sw: ControlledSwitch, auth: ApiAuth) -> EventTail:
             raise ApiError(409, f"the call is {call.state.value}, not answered")
         await sw.calls.hangup(call, by="api")
         return {"ok": True}
+
+    @route(r, "POST", "/calls/{call_id}/transfer", ALL_ROLES, V1, status_code=202)
+    async def transfer(call_id: str, body: TransferRequest, request: Request) -> dict[str, Any]:
+        """Blind transfer of a connected call's caller to what the plan routes ``to`` to."""
+        call = live_call(principal_of(request), call_id)
+        status = await sw.calls.transfer(call, body.to)
+        if status == 409:
+            raise ApiError(409, "only a connected call that is not already being transferred can be transferred")
+        if status == 480:
+            raise ApiError(404, f"nobody to ring at {body.to!r} (not an extension of the plan, or not registered)")
+        return {"ok": True, "call": call.id, "to": body.to, "ringing": True}
+
+    @route(r, "POST", "/calls/{call_id}/queue", STAFF, V1)
+    async def move_to_queue(call_id: str, body: QueueMove, request: Request) -> dict[str, Any]:
+        """Move a waiting caller to another queue; it keeps the time it has waited."""
+        p = principal_of(request)
+        call = live_call(p, call_id)
+        if not p.is_admin and body.queue not in p.queues:
+            raise ApiError(403, f"queue {body.queue!r} is not one of yours")
+        before = sw.acd.queue_of(call.id)
+        why = sw.acd.move(call.id, body.queue)
+        if why is not None:
+            raise ApiError(409, why)
+        return {"ok": True, "call": call.id, "from": before, "queue": body.queue}
 
     @route(r, "POST", "/calls/{call_id}/recording", ALL_ROLES, V1)
     async def recording(call_id: str, body: RecordingChange, request: Request) -> dict[str, Any]:

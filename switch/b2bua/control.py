@@ -120,6 +120,10 @@ class CallControl(Protocol):
         """A call the switch placed: dial its caller side (the callback's customer, the dialer's
         callee) through ``trunks``; it can then be bridged to an agent like any caller."""
 
+    async def transfer(self, call: Call, target: str) -> int:
+        """Blind-transfer the caller from its connected leg to what the plan routes ``target``
+        to: 202 ringing (``call.transferred`` when answered), 409 not connected, 480 nobody there."""
+
     async def execute(self, call: Call, action: Action) -> None:
         """Run a plan action on a call (an application hands it on)."""
 

@@ -50,24 +50,42 @@ class TransferMixin:
         if replaces is not None:
             return await self._attended_transfer(inc, call, fork, replaces)
         target = unescape(target_uri.user)
+        self.core.send_response(inc, self.core.make_response(inc, 202))  # before the first NOTIFY
+        fork.refer = req
+        self._notify(fork, "SIP/2.0 100 Trying", terminated=False)
+        if not self._ring_transfer_target(call, fork, target):
+            self._notify(fork, "SIP/2.0 480 Temporarily Unavailable", terminated=True)
+        return None
+
+    async def transfer(self, call: Call, target: str) -> int:
+        """A blind transfer the switch is asked for (the API, for an agent or a supervisor): as a
+        REFER from the answered leg's phone would, without the NOTIFYs. 202: ``target`` rings and
+        replaces the leg when it answers (``call.transferred``), else the caller stays; 409: the
+        call is not connected or is being transferred; 480: nobody to ring there."""
+        fork = call.answered
+        if call.state is not CallState.ANSWERED or fork is None or call.media is None:
+            return 409
+        if any(f.transfer_of is fork for f in call.live_forks()):
+            return 409
+        return 202 if self._ring_transfer_target(call, fork, target) else 480
+
+    def _ring_transfer_target(self, call: Call, fork: Fork, target: str) -> bool:
+        """Ring what the plan routes ``target`` to (its extensions' contacts) on behalf of
+        ``fork``; False when there is no contact to ring."""
         plan = self.plan_of()
         decision = Router(plan, self.overrides.forced).route(CallContext(to=target, caller=call.caller, source=call.source))
         dial = decision.action.dial
         bindings = [(t, b) for t in (dial or "").split(",") if t in plan.extensions
                     for b in self.location.lookup(t, time.time())]
-        self.core.send_response(inc, self.core.make_response(inc, 202))  # before the first NOTIFY
-        fork.refer = req
-        self._notify(fork, "SIP/2.0 100 Trying", terminated=False)
         if not bindings:
-            self._notify(fork, "SIP/2.0 480 Temporarily Unavailable", terminated=True)
-            return None
+            return False
         call.transfers += 1
         log.info("call %s: %s transfers the caller to %s", call.id, fork.destination, target)
         for ext, b in bindings:
             uri = parse_name_addr(b.contact).uri
             assert isinstance(uri, URI)
             self._fork(call, uri, b.target(), destination=f"extension:{ext}", to_user=ext, transfer_of=fork)
-        return None
+        return True
 
     async def _attended_transfer(self, inc: IncomingRequest, call: Call, transferor: Fork,
                                  replaces: str) -> Response | None:
@@ -85,6 +103,7 @@ class TransferMixin:
         if other is call or target is None or target.dialog is None or call.media is None:
             return self.core.make_response(inc, 481, "Replaced dialog is not the transferor's call")
         self.core.send_response(inc, self.core.make_response(inc, 202))
+        transferor.refer = inc.request
         self._notify(transferor, "SIP/2.0 100 Trying", terminated=False)
         # 1. the target now sends to and receives from this call's callee-facing endpoint
         offer, _ = anchor(call.caller_sdp or call.inc.request.body, self.media_ip(target.flow), call.media.b.port,
@@ -152,8 +171,8 @@ class TransferMixin:
         return self.core.make_response(inc, 481 if self._find(inc.request) is None else 200)
 
     def _notify(self, fork: Fork, sipfrag: str, *, terminated: bool) -> None:
-        if fork.dialog is None:
-            return
+        if fork.dialog is None or fork.refer is None:
+            return  # no REFER, no subscription to report to (a transfer the API asked for)
         state = "terminated;reason=noresource" if terminated else "active;expires=60"
         notify = fork.dialog.create_request(
             "NOTIFY", self.core.via_for(fork.flow), body=(sipfrag + "\r\n").encode(),

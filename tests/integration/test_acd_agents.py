@@ -187,3 +187,37 @@ def test_agent_logins_and_pauses_survive_a_restart(tmp_path):
     assert (agents["1002"]["state"], agents["1002"]["pause_reason"]) == ("paused", "break")
     assert (agents["1004"]["state"], agents["1004"]["pause_reason"]) == ("paused", "lunch")
     assert agents["1003"]["state"] == "logged-out" and agents["1005"]["state"] == "available"
+
+
+def test_a_supervisor_moves_a_waiting_caller_to_another_queue_keeping_its_wait(sw, tmp_path):
+    """Nobody of queue flaky can take the call (1005 has no phone): after 2 s the caller is moved
+    to alpha (``POST /api/v1/calls/{id}/queue``), where 1002 answers. alpha's CONNECT counts the
+    wait from the caller's first arrival; flaky logs MOVED; the report counts it there."""
+    uas = phone(sw, "1002", tmp_path, 1)
+    thread, result = in_background(sw, tmp_path, "704", 6000, "moved.xml")
+    waiting = wait_for(lambda: [c for c in call_api(sw.api, "GET", "/api/v1/calls")[1]["calls"]
+                                if c.get("queue") == "flaky"], 5)
+    assert waiting, "the caller should wait in flaky"
+    call_id = waiting[0]["id"]
+    time.sleep(2.0)
+    move = f"/api/v1/calls/{call_id}/queue"
+    status, reply = call_api(sw.api, "POST", move, json.dumps({"queue": "nowhere"}).encode())
+    assert status == 409 and "no queue" in reply["error"]
+    status, reply = call_api(sw.api, "POST", move, json.dumps({"queue": "flaky"}).encode())
+    assert status == 409 and "already" in reply["error"]
+    status, reply = call_api(sw.api, "POST", move, json.dumps({"queue": "alpha"}).encode())
+    assert status == 200 and reply["from"] == "flaky" and reply["queue"] == "alpha", reply
+    thread.join(30)
+    assert result["r"].successful == 1, result["r"].errors
+    assert uas.wait(10) == 0
+    moved, = log_rows(sw, "MOVED")
+    assert moved["queue"] == "flaky" and moved["reason"] == "alpha" and moved["wait"] >= 2.0
+    connect, = log_rows(sw, "CONNECT")
+    assert connect["queue"] == "alpha" and connect["agent"] == "1002"
+    assert connect["wait"] >= moved["wait"], "alpha counts the wait from the first arrival"
+    assert [r["queue"] for r in log_rows(sw, "ENTER")] == ["flaky", "alpha"]
+    by_queue = report(sw, "queue")
+    assert by_queue["flaky"]["moved"] == 1 and by_queue["flaky"]["answered"] == 0
+    assert by_queue["alpha"]["answered"] == 1
+    status, reply = call_api(sw.api, "POST", move, json.dumps({"queue": "beta"}).encode())
+    assert status == 404  # the call is over

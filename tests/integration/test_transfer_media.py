@@ -142,3 +142,51 @@ def test_attended_transfer_while_the_transferor_keeps_sending(sw, attempt):
         carol.stop()
         alice.close()
         bob2.close()
+
+
+def test_a_transfer_the_api_asks_for_moves_the_caller_with_its_audio(sw):
+    """``POST /api/v1/calls/{id}/transfer`` (an agent desktop's transfer button): the same blind
+    transfer as Bob's phone sending REFER, but nothing is NOTIFYed to Bob's phone (it asked for
+    nothing); a call that is not connected, or a target nobody answers for, is refused."""
+    import json
+
+    from centralino.api.server import call_api
+
+    a, b, c = Talker(ALICE_HZ), Talker(BOB_HZ), Talker(CAROL_HZ)
+    bob, carol = phone_for(sw, "1002", b), phone_for(sw, "1004", c)
+    alice = Caller(sw.address("udp"), "1001", "pw1001")
+    alice.sdp = sdp_for(a.phone.address[1], "0")
+    try:
+        resp = alice.call("1002")
+        assert resp is not None and resp.status == 200
+        alice._ack(alice.last_invite, resp)
+        a.start(("127.0.0.1", media_port(resp)))
+        b.start(("127.0.0.1", parse_sdp(bob.invite.body).media[0].port))
+        time.sleep(0.5)
+        status, calls = call_api(sw.api, "GET", "/api/v1/calls")
+        # (the attended tests' calls still run until their media times out: this one goes to Bob)
+        (live,) = [x for x in calls["calls"] if x["destination"] == "extension:1002"]
+        path = f"/api/v1/calls/{live['id']}/transfer"
+        status, reply = call_api(sw.api, "POST", path, json.dumps({"to": "1003"}).encode())
+        assert status == 404 and "nobody to ring" in reply["error"]  # 1003 is not registered
+        stopper = keeps_talking_after_bye(bob, b, 0.2)
+        status, reply = call_api(sw.api, "POST", path, json.dumps({"to": "1004"}).encode())
+        assert status == 202 and reply["ringing"], reply
+        assert wait_for(lambda: carol.invite is not None, 5)
+        c.start(("127.0.0.1", parse_sdp(carol.invite.body).media[0].port))
+        stopper.join(5)
+        check_after_transfer(a, c)
+        assert not [m for m in bob.received if m.method == "NOTIFY"], "Bob's phone sent no REFER to be told about"
+        assert call_api(sw.api, "GET", f"/api/v1/calls/{live['id']}")[1]["destination"] == "extension:1004"
+        assert alice.hang_up(resp, 10).status == 200
+        legs = wait_for(lambda: db_rows(sw, "SELECT destination FROM cdr WHERE leg = 'b' AND call_id = ? "
+                                            "AND answer IS NOT NULL ORDER BY start", (alice.call_id,)), 5)
+        assert [x["destination"] for x in legs] == ["extension:1002", "extension:1004"]
+        status, reply = call_api(sw.api, "POST", path, json.dumps({"to": "1004"}).encode())
+        assert status == 404  # the call is over
+    finally:
+        for t in (a, b, c):
+            t.close()
+        bob.stop()
+        carol.stop()
+        alice.close()
