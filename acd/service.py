@@ -22,7 +22,7 @@ from ..switch.b2bua.call import Call, CallState
 from ..switch.b2bua.control import RINGBACK, CallControl
 from .distributor import Distributor, QueueRejected
 from .models import Agent, AgentState, Caller, Offer
-from .stats import summarize
+from .stats import local_midnight, summarize
 
 log = logging.getLogger("centralino.acd")
 
@@ -651,7 +651,7 @@ class AcdService:
         """Real-time figures per queue and agent (what a wallboard shows)."""
         now = time.time()
         plan = self.plan_of()
-        midnight = time.mktime((*time.localtime(now)[:3], 0, 0, 0, 0, 0, -1))
+        midnight = local_midnight(now)
         self.events = today = [e for e in self.events if e.at >= midnight]  # older days are in SQLite
         thresholds = {n: q.service_level for n, q in plan.queues.items()}
         by_queue = {r["queue"]: r for r in summarize(today, "queue", thresholds=thresholds)}

@@ -18,6 +18,13 @@ from collections.abc import Callable, Iterable
 
 from ..storage.queue_log import QueueLogRow
 
+
+def local_midnight(now: float | None = None) -> float:
+    """The start of today in the switch's local time ("today" of the live figures)."""
+    now = time.time() if now is None else now
+    return time.mktime((*time.localtime(now)[:3], 0, 0, 0, 0, 0, -1))
+
+
 GROUPINGS = ("queue", "agent", "interval", "did", "source", "disposition")
 # what happened to a caller, from the event that ended its time in the queue
 _DISPOSITION = {"COMPLETE": "answered", "ABANDON": "abandoned", "TIMEOUT": "timeout", "FULL": "full",

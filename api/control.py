@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from ..acd.service import AcdService
-from ..acd.stats import to_csv
+from ..acd.stats import local_midnight, to_csv
 from ..acd.supervision import Supervision
 from ..config.schema import Plan, mailbox_for
 from ..config.users import Role
@@ -25,6 +25,7 @@ from ..events import CallEvent, CampaignStateChanged, DialerAttempt, Disposition
 from ..ivr.voicemail import VoicemailService
 from ..media.worker import MediaPool
 from ..storage.database import Database
+from ..storage.queue_log import agent_calls
 from ..storage.recordings import list_recordings
 from ..storage.recordings import recording as recording_row
 from ..switch.b2bua.call import Call, CallState
@@ -348,6 +349,30 @@ def install_routes(app: Any, sw: ControlledSwitch, auth: ApiAuth) -> EventTail:
         except ValueError as exc:
             raise ApiError(409, str(exc)) from None
         return {"ok": True, "agent": a.extension, "state": a.state.value, "reason": a.pause_reason}
+
+    @route(r, "GET", "/agents/{ext}/calls", ALL_ROLES, V1)
+    async def agent_calls_today(ext: str, request: Request, since: float | None = None) -> dict[str, Any]:
+        """The calls the agent took today (or since ``since``), with dispositions and recordings."""
+        if ext not in members(principal_of(request)):
+            raise ApiError(403 if ext in sw.plan.agents else 404, f"you may not see agent {ext}'s calls")
+        start = since if since is not None else local_midnight()
+        calls = await agent_calls(database(), ext, start)
+        for c in calls:
+            c["recordings"] = [{"id": i, "audio": f"{V1}/recordings/{i}/audio"} for i in c["recordings"]]
+        return {"agent": ext, "since": start, "calls": calls}
+
+    @route(r, "GET", "/desktop", ALL_ROLES, V1)
+    async def desktop() -> dict[str, Any]:
+        """What the agent desktop takes from the plan: the call scripts, each queue's and
+        campaign's script and dispositions, the CRM link template."""
+        plan = sw.plan
+        return {
+            "scripts": {n: s.model_dump() for n, s in plan.scripts.items()},
+            "queues": {n: {"script": q.script, "dispositions": q.dispositions} for n, q in plan.queues.items()},
+            "campaigns": {n: {"script": c.script, "dispositions": c.dispositions, "queue": c.queue}
+                          for n, c in plan.campaigns.items()},
+            "crm_url": plan.server.api.crm_url,
+        }
 
     # -- calls ------------------------------------------------------------------------------------
     @route(r, "GET", "/calls", ALL_ROLES, V1)

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from .base import Strict
+from .scripts import Script
 
 # the server section lives in config/server.py; callers keep importing it from here
 from .server import (  # noqa: F401
@@ -352,6 +353,8 @@ class Queue(Strict):
     service_level: int = Field(20, ge=1)  # seconds: "answered within" for service level
     record: bool = False
     supervisors: list[str] = []  # extensions that may listen / whisper / barge on members' calls
+    script: str | None = None  # what agents say on its calls (scripts:, shown on the agent desktop)
+    dispositions: list[str] = ["resolved", "callback", "escalated", "wrong-number"]  # the desktop's choices
 
 
 class CampaignRetry(Strict):
@@ -420,6 +423,7 @@ class Campaign(Strict):
     dnc: list[str] = []  # do-not-call lists (CSV with a phone column, or one number per line)
     dispositions: list[str] = ["done", "callback", "refused", "wrong-number"]
     record: bool = False  # record the calls connected to agents
+    script: str | None = None  # what agents say on its calls (scripts:)
 
     @field_validator("calling_hours")
     @classmethod
@@ -497,6 +501,7 @@ class Plan(Strict):
     mailboxes: dict[str, Mailbox] = {}  # shared voicemail boxes (extensions have their own)
     users: dict[str, User] = {}  # who may log in to the API and the web pages (config/users.py)
     webhooks: dict[str, Webhook] = {}  # where events are posted (config/webhooks.py)
+    scripts: dict[str, Script] = {}  # call scripts for the agent desktop (config/scripts.py)
 
     @field_validator("extensions")
     @classmethod
@@ -567,6 +572,8 @@ def cross_references(plan: Plan) -> list[tuple[tuple, str]]:
                     errors.append((("queues", name, key, i), f"unknown extension {member!r}"))
         if queue.callback is not None and queue.callback.trunk and queue.callback.trunk not in plan.trunks:
             errors.append((("queues", name, "callback", "trunk"), f"unknown trunk {queue.callback.trunk!r}"))
+        if queue.script is not None and queue.script not in plan.scripts:
+            errors.append((("queues", name, "script"), f"unknown script {queue.script!r}"))
         check_action(queue.timeout, ("queues", name, "timeout"))
         check_action(queue.overflow, ("queues", name, "overflow"))
     for name, mailbox in plan.mailboxes.items():
@@ -589,6 +596,8 @@ def cross_references(plan: Plan) -> list[tuple[tuple, str]]:
             check_prompts(prompt_list(value), (*base, key))
         if camp.on_machine is not None:
             check_prompts(prompt_list(camp.on_machine.play), (*base, "on_machine", "play"))
+        if camp.script is not None and camp.script not in plan.scripts:
+            errors.append(((*base, "script"), f"unknown script {camp.script!r}"))
         for digit, action in camp.press.items():
             check_action(action, (*base, "press", digit))
         if camp.region is not None:

@@ -39,8 +39,18 @@ agents:
   "1002": {{name: Bob}}
   "1003": {{name: Carol}}
 queues:
-  sales: {{members: ["1002", "1003"], supervisors: ["1001"], ring_timeout: 10, wrapup: 2}}
+  sales: {{members: ["1002", "1003"], supervisors: ["1001"], ring_timeout: 10, wrapup: 2, record: true,
+          script: greeting, dispositions: [sale, no-sale, callback]}}
   support: {{members: ["1003"], supervisors: ["1001"]}}
+scripts:
+  greeting:
+    start: hello
+    nodes:
+      hello: {{say: "Good morning, this is ACME. Am I speaking with the holder of {{caller}}?",
+               options: {{"Yes": offer, "No": holder}}}}
+      holder: {{say: "Ask when the holder can be reached, and offer a callback."}}
+      offer: {{say: "Offer the blue one: 20 % off this week.", options: {{"Interested": close}}}}
+      close: {{say: "Take the order and read it back."}}
 users:
   alice: {{role: supervisor, name: Alice, extension: "1001", password: "alice-pw"}}
   bob: {{role: agent, name: Bob, extension: "1002", password: "bob-pw"}}
@@ -179,16 +189,33 @@ def test_agent_desktop_takes_a_queue_call_with_its_card(tmp_path):
             crm = driver.find_element(By.ID, "crm")
             assert crm.get_attribute("href") == "https://crm.example.com/find?phone=84951234567"
             assert wait_for(lambda: text_of(driver, "#state") in ("on-call", "wrap-up"), 10)
+            # the queue's script, filled in with the call's fields, walked by its buttons
+            assert text_of(driver, "#script-say") == "Good morning, this is ACME. Am I speaking with the holder of 84951234567?"
+            driver.find_element(By.CSS_SELECTOR, '[data-option="Yes"]').click()
+            assert text_of(driver, "#script-say") == "Offer the blue one: 20 % off this week."
+            driver.find_element(By.CSS_SELECTOR, '[data-option="Interested"]').click()
+            assert text_of(driver, "#script-say") == "Take the order and read it back."
+            assert not driver.find_elements(By.CSS_SELECTOR, "#script-options button")
+            choices = driver.execute_script(
+                "return [...document.querySelectorAll('#disposition-choices option')].map(o => o.value)")
+            assert choices == ["sale", "no-sale", "callback"]  # the queue's dispositions
             # the disposition and notes, from the page into the queue log
             driver.find_element(By.ID, "dispositions").send_keys("sale")
             driver.find_element(By.ID, "notes").send_keys("wants the blue one")
             driver.find_element(By.ID, "dispose").click()
             assert wait_for(lambda: text_of(driver, "#disposed") == "saved", 5), text_of(driver, "#disposed")
-            shot(driver, tmp_path, "agent")
             rows = wait_for(lambda: db_rows(sw, "SELECT * FROM queue_log WHERE event = 'DISPOSITION'"), 5)
             assert rows and rows[0]["reason"] == "sale" and rows[0]["notes"] == "wants the blue one"
             assert rows[0]["agent"] == "1002" and rows[0]["queue"] == "sales" and rows[0]["caller"] == "84951234567"
             call.join(30)
+            # today's calls: this one, with its disposition and its recording to play
+            assert wait_for(lambda: text_of(driver, '#calls [data-field="disposition"]') == "sale", 10), \
+                driver.find_element(By.ID, "calls").get_attribute("outerHTML")
+            assert text_of(driver, '#calls [data-field="caller"]') == "84951234567"
+            audio = wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#calls audio[data-recording]"), 10)
+            assert audio, "the recording of the call is listed"
+            driver.set_window_size(1280, 1300)  # the whole desktop, today's calls included
+            shot(driver, tmp_path, "agent")
             # pause with a reason from the page, seen by the API
             driver.find_element(By.ID, "pause").click()
             assert wait_for(lambda: api_get(sw, "/api/v1/agents")["agents"]["1002"]["state"] == "paused", 5)
@@ -196,6 +223,32 @@ def test_agent_desktop_takes_a_queue_call_with_its_card(tmp_path):
         finally:
             driver.quit()
             phone.stop()
+
+
+def test_wallboard_moves_a_waiting_caller_to_another_queue(tmp_path):
+    """Nobody is ready in sales: the supervisor picks support beside the waiting caller and
+    clicks Move; the caller waits in support (the page and the API agree), sales logs MOVED."""
+    need_tool("sipp")
+    with RunningSwitch(plan(tmp_path)) as sw:
+        driver = browser()
+        try:
+            log_in(driver, sw.api, "alice", "alice-pw", "/wallboard")
+            call = caller_in_queue(sw, 8.0)
+            move = '#calls button[data-action="move"]'
+            assert wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, move), 10), driver.page_source[:2000]
+            assert "waiting in sales" in text_of(driver, "#calls tbody")
+            driver.execute_script("document.querySelector('#calls select[data-action=\"move-to\"]').value = 'support'")
+            driver.execute_script("document.querySelector(arguments[0]).click()", move)
+            assert wait_for(lambda: text_of(driver, '[data-queue="support"][data-metric="waiting"]') == "1", 8)
+            assert text_of(driver, '[data-queue="sales"][data-metric="waiting"]') == "0"
+            assert "waiting in support" in text_of(driver, "#calls tbody")
+            (live,) = api_get(sw, "/api/v1/calls")["calls"]
+            assert live["queue"] == "support"
+            rows = wait_for(lambda: db_rows(sw, "SELECT * FROM queue_log WHERE event = 'MOVED'"), 5)
+            assert rows[0]["queue"] == "sales" and rows[0]["reason"] == "support"
+            call.join(30)
+        finally:
+            driver.quit()
 
 
 def test_wallboard_listen_button_rings_the_supervisors_phone(tmp_path):

@@ -51,9 +51,20 @@ function renderCalls() {
   body.replaceChildren();
   for (const c of calls) {
     const hang = el("button", { onclick: () => C.api("POST", `/calls/${encodeURIComponent(c.id)}/hangup`).catch(alert) }, "Hang up");
-    body.append(el("tr", { "data-call": c.id }, el("td", {}, c.caller), el("td", {}, c.called), el("td", {}, c.state),
+    const tools = el("td", {}, c.state === "answered" ? hang : "");
+    if (c.queue && snap) {  // a caller waiting in a queue: move it to another, keeping its wait
+      const others = Object.keys(snap.queues).filter((q) => q !== c.queue);
+      if (others.length) {
+        const pick = el("select", { "data-call": c.id, "data-action": "move-to" }, ...others.map((q) => el("option", { value: q }, q)));
+        tools.append(" ", pick, el("button", { "data-call": c.id, "data-action": "move", onclick: () =>
+          C.api("POST", `/calls/${encodeURIComponent(c.id)}/queue`, { queue: pick.value }).then(refresh).catch((e) => alert(e.message)) },
+          "Move"));
+      }
+    }
+    body.append(el("tr", { "data-call": c.id }, el("td", {}, c.caller), el("td", {}, c.called),
+      el("td", {}, c.queue ? `waiting in ${c.queue}` : c.state),
       el("td", {}, c.extensions.join(", ") || c.destination), el("td", {}, C.fmtSeconds(Date.now() / 1000 - c.started)),
-      el("td", {}, c.state === "answered" ? hang : "")));
+      tools));
   }
 }
 
