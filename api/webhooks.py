@@ -8,7 +8,9 @@ enables it again); anything else — another status, a timeout, a refused connec
 after ``retry_base`` × 2^attempts (at most an hour) with ±50 % jitter, until the event is
 ``retry_for`` old (24 h by default): then it is a dead letter, listed and replayable through the
 API. Rows survive restarts (the sender resumes after a ``kill -9``). At most ``PARALLEL``
-deliveries are in flight at once, one at a time per endpoint (in order).
+deliveries are in flight at once, one at a time per endpoint (in order; measured, a window of
+16 in flight per endpoint was slower with httpx, not faster). Successes are marked delivered in
+one write per batch: a crash in between re-sends them (same ``webhook-id``), never loses them.
 
 The CRM formats (storage/webhook_formats.py) are sent the CRM's way: amoCRM's body to
 ``/api/v4/calls`` with the account's bearer token; Bitrix24's row is a sequence of REST calls,
@@ -121,10 +123,17 @@ class WebhookSender:
         gate = asyncio.Semaphore(PARALLEL)
 
         async def endpoint(name: str, queue: list[Any]) -> None:
+            delivered: list[tuple[float, int]] = []  # marked in one write: a crash re-sends, never loses
             async with gate:
-                for row in queue:
-                    if not await self._deliver(hooks[name], name, row):
-                        break  # keep its order: the rest waits for this one's retry
+                try:
+                    for row in queue:
+                        if not await self._deliver(hooks[name], name, row, delivered):
+                            break  # keep its order: the rest waits for this one's retry
+                finally:
+                    if delivered:
+                        await self.db.write([(
+                            "UPDATE webhook_outbox SET state = 'delivered', attempts = attempts + 1, done_at = ?, "
+                            "last_error = '' WHERE id = ?", d) for d in delivered])
 
         await asyncio.gather(*(endpoint(n, q) for n, q in by_hook.items()))
         if len(rows) == BATCH:
@@ -136,7 +145,7 @@ class WebhookSender:
             return 30.0
         return max(0.0, min(30.0, nxt["at"] - time.time()))
 
-    async def _deliver(self, hook: Webhook, name: str, row: Any) -> bool:
+    async def _deliver(self, hook: Webhook, name: str, row: Any, delivered: list[tuple[float, int]]) -> bool:
         try:
             if hook.format == "bitrix24":
                 status, error = await self._send_bitrix24(hook, name, row)
@@ -147,8 +156,7 @@ class WebhookSender:
         now = time.time()
         if 200 <= status < 300:
             self.delivered += 1
-            await self.db.write([("UPDATE webhook_outbox SET state = 'delivered', attempts = attempts + 1, "
-                                  "done_at = ?, last_error = '' WHERE id = ?", (now, row["id"]))])
+            delivered.append((now, row["id"]))
             return True
         self.failed_attempts += 1
         attempts = row["attempts"] + 1

@@ -32,7 +32,7 @@ RESULTS = Path("bench") / "results"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", nargs="?", default=None,
                    choices=["register", "calls", "calls-rtp", "relay", "mixer", "amd", "acd", "dialer", "dialer-live",
-                            "events"],
+                            "events", "webhooks", "wallboard"],
                    help="default: calls when a --peer is named, else register")
     p.add_argument("--hold", type=float, default=3.0,
                    help="calls-rtp: seconds each call lasts with audio both ways (concurrent calls ≈ rate × hold)")
@@ -60,8 +60,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels", type=int, nargs="+", default=[10, 100, 1000], help="mixer: channels per tick")
     p.add_argument("--samples", type=int, default=240, help="amd: corpus size (half human, half machine)")
     p.add_argument("--subscribers", type=int, default=50, help="events: WebSocket clients following the stream")
-    p.add_argument("--rate", type=float, default=20.0, help="events: SIPp calls per second into the queue")
-    p.add_argument("--event-calls", dest="event_calls", type=int, default=400, help="events: SIPp calls in all")
+    p.add_argument("--rate", type=float, default=20.0, help="events, webhooks: SIPp calls per second into the queue")
+    p.add_argument("--event-calls", dest="event_calls", type=int, default=400, help="events: SIPp calls in all; webhooks: per phase")
     p.add_argument("--queue-agents", dest="queue_agents", type=int, default=1000,
                    help="events: agents in the queue (logged out: the /metrics scrape carries them all)")
     p.add_argument("--start", type=float, default=500.0, help="first rate (per second)")
@@ -179,6 +179,16 @@ def main(args: argparse.Namespace) -> int:
 
         args.calls, args.agents = args.event_calls, args.queue_agents
         return events_main(args)
+    if args.scenario == "webhooks":
+        from .webhooks import main as webhooks_main
+
+        args.calls = args.event_calls
+        return webhooks_main(args)
+    if args.scenario == "wallboard":
+        from .wallboard import main as wallboard_main
+
+        args.calls = args.event_calls
+        return wallboard_main(args)
     if args.scenario in ("mixer", "amd"):
         from .media import main as media_main
 

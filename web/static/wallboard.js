@@ -88,9 +88,25 @@ async function refresh() {
   document.body.dataset.updated = String(snapAt);
 }
 
-function soon() {  // many events in a burst: one refresh
+// Many events in a burst make one refresh: at most one in flight, the next no sooner than
+// REFRESH_GAP ms after the last began (three requests each: well inside the API's rate limit),
+// and one more after it when events came in meanwhile.
+const REFRESH_GAP = 200;
+let inFlight = false, again = false, lastRefresh = 0;
+function soon() {
+  if (inFlight) { again = true; return; }
   if (refreshing) return;
-  refreshing = setTimeout(() => { refreshing = null; refresh().catch(console.error); }, 50);
+  refreshing = setTimeout(async () => {
+    refreshing = null; inFlight = true; again = false; lastRefresh = Date.now();
+    try { await refresh(); } catch (err) { console.error(err); }
+    inFlight = false;
+    if (again) soon();
+  }, Math.max(20, REFRESH_GAP - (Date.now() - lastRefresh)));
+}
+
+let chartTimer = null;  // today's chart changes slowly: redrawn at most every 5 s
+function chartSoon() {
+  if (!chartTimer) chartTimer = setTimeout(() => { chartTimer = null; chart().catch(console.error); }, 5000);
 }
 
 async function chart() {
@@ -121,7 +137,7 @@ async function chart() {
   C.stream({ types: "queue.,agent.,call." }, (ev) => {
     link.textContent = "live"; link.className = "live";
     soon();
-    if (ev.type.startsWith("queue.")) chart().catch(console.error);
+    if (ev.type.startsWith("queue.")) chartSoon();
   }, () => refresh());
   link.textContent = "live"; link.className = "live";
   setInterval(() => { if (snap) { renderQueues(); renderAgents(); } }, 1000);  // the clocks tick locally
