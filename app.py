@@ -176,6 +176,7 @@ class Switch:
                 self.core.set_task_group(tg.create_task)
                 self.bus.set_spawn(self.core.spawn)
                 self._install_signals()
+                tg.create_task(self.acd.arm_callbacks(), name="callbacks")  # those scheduled before a restart
                 tg.create_task(self.location.run_expiry(time.time), name="expiry")
                 self.qualifier = Qualifier(self.core, self.location, plan.server.registrar.qualify_interval)
                 self.reloadables.append(self.qualifier)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config.schema import Action, Plan, Queue
+from ..config.schema import Action, Plan, Queue, QueueCallback
 from ..events import EventBus, QueueLogRow, queue_event
 from ..ivr.engine import CallPort, number_prompts, read_digits
 from ..storage.database import Database
@@ -31,13 +31,14 @@ log = logging.getLogger("centralino.acd")
 class Waiting:
     """A caller's session in a queue: the distributor's entry plus what wakes the session."""
 
-    call: Call
+    call: Call | None  # None: a callback an agent scheduled (nobody is on the line)
     caller: Caller
     signals: asyncio.Queue[Offer | str] = field(default_factory=asyncio.Queue)  # offers, "timeout", "empty"
     hold: asyncio.Future[None] | None = None  # music and announcements
     keys: asyncio.Future[None] | None = None  # waits for the callback key
     callback: str | None = None  # the caller hung up to be called back on this number
     ringing: bool = False  # agents are being rung for this caller now
+    source: str = ""  # a scheduled callback's: the source of the call it is for (its trunk)
 
 
 class AcdService:
@@ -49,6 +50,8 @@ class AcdService:
         self.waiting: dict[str, Waiting] = {}  # call id → session
         self.events: list[QueueLogRow] = []  # since start, for the real-time view
         self.last_connected: dict[str, QueueLogRow] = {}  # agent → its latest CONNECT (dispositions)
+        self.last_source: dict[str, str] = {}  # agent → the source of that call
+        self._callback_timer: asyncio.TimerHandle | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._aht: dict[str, float] = {}  # queue → moving average handling time (wait estimates)
         self.distributor = self._build(plan_of())
@@ -207,13 +210,15 @@ class AcdService:
             if isinstance(signal, str) and signal.startswith("move:"):
                 target = signal.partition(":")[2]
                 pos = self.distributor.position(caller)
-                self._log(QueueLogRow(now, "MOVED", call.id, name, caller=caller.caller, did=caller.did,
+                self._log(QueueLogRow(now, "MOVED", caller.call_id, name, caller=caller.caller, did=caller.did,
                                       position=pos, wait=round(now - caller.entered, 3), reason=target))
-                log.info("call %s moved from queue %s to %s after %.1fs", call.id, name, target, now - caller.entered)
+                log.info("call %s moved from queue %s to %s after %.1fs", caller.call_id, name, target,
+                         now - caller.entered)
                 return target
             if isinstance(signal, str) and session.callback is not None:
                 continue  # a callback request keeps its place until an agent takes it
             if isinstance(signal, str):  # timeout or empty
+                assert call is not None  # (a callback's session has skipped them above)
                 self._log(QueueLogRow(now, signal.upper(), call.id, name, caller=caller.caller, did=caller.did,
                                      position=caller.entry_position, wait=round(now - caller.entered, 3)))
                 await self._leave(call, rules.timeout if signal == "timeout" else (rules.overflow or rules.timeout))
@@ -228,6 +233,7 @@ class AcdService:
             waits: set[asyncio.Future[Any]] = {getter}
             ended = None
             if session.callback is None:
+                assert session.call is not None
                 ended = asyncio.ensure_future(session.call.ended.wait())
                 waits.add(ended)
             try:
@@ -237,7 +243,7 @@ class AcdService:
                     ended.cancel()
                 if not getter.done():
                     getter.cancel()
-            if session.callback is None and session.call.state is CallState.ENDED:
+            if session.callback is None and session.call is not None and session.call.state is CallState.ENDED:
                 return None
             if getter.done() and not getter.cancelled():
                 return getter.result()
@@ -248,6 +254,7 @@ class AcdService:
         if session.callback is not None:
             return await self._offer_callback(session, offer, rules)
         call, caller = session.call, session.caller
+        assert call is not None  # (a callback went to _offer_callback)
         rung = self._ringing(caller, offer)
         session.ringing = True
         try:
@@ -276,9 +283,10 @@ class AcdService:
         """A callback's turn: the switch calls the agent first, then the customer's number, and
         connects them. A customer who does not answer ends the request (CALLBACKFAIL)."""
         caller = session.caller
-        assert session.callback is not None and rules.callback is not None
-        origin = session.call
-        call = await self.control.originate(caller=session.callback, source=origin.source, did=caller.did,
+        assert session.callback is not None
+        settings = rules.callback or QueueCallback()  # a scheduled callback needs no key in the queue
+        source = session.call.source if session.call is not None else session.source
+        call = await self.control.originate(caller=session.callback, source=source, did=caller.did,
                                           destination=f"callback:{caller.queue}")
         call.record = rules.record
         rung = self._ringing(caller, offer)
@@ -292,9 +300,9 @@ class AcdService:
         self.distributor.answered(caller, ext, now)
         self.kick()
         await self.control.hold_first_leg(call, result)
-        trunk = rules.callback.trunk or (origin.source if origin.source != "extension" else None)
+        trunk = settings.trunk or (source if source not in ("extension", "") else None)
         log.info("callback %s: agent %s answered, calling %s", caller.call_id, ext, session.callback)
-        partner = await self.control.ring_partner(call, session.callback, rules.callback.ring_timeout, trunk=trunk)
+        partner = await self.control.ring_partner(call, session.callback, settings.ring_timeout, trunk=trunk)
         if isinstance(partner, int) or call.state is not CallState.ANSWERED:
             end = time.time()
             status = partner if isinstance(partner, int) else 487
@@ -332,6 +340,7 @@ class AcdService:
         """Bridge the agent's answered leg, log CONNECT, wait for the end, log COMPLETE, wrap up."""
         name = caller.queue
         wait = answered - caller.entered
+        self.last_source[ext] = call.source  # a callback the agent schedules goes out the same way
         self._log(QueueLogRow(answered, "CONNECT", caller.call_id, name, ext, caller.caller, caller.did,
                              position=caller.entry_position, wait=round(wait, 3),
                              reason=f"{answered - rung:.3f}"))
@@ -436,6 +445,7 @@ class AcdService:
         """The caller may press the callback key once it has been offered (after offer_after)."""
         assert rules.callback is not None
         call = session.call
+        assert call is not None
         while call.state is CallState.ANSWERED:
             key = await self.control.next_digit(call, 3600.0)
             if key == rules.callback.key and time.time() - session.caller.entered >= rules.callback.offer_after:
@@ -454,6 +464,7 @@ class AcdService:
         """The caller keeps their place and hangs up; the switch calls ``number`` back when an
         agent takes the request."""
         call, caller = session.call, session.caller
+        assert call is not None
         session.callback = caller.callback = number
         now = time.time()
         self._log(QueueLogRow(now, "CALLBACK", call.id, caller.queue, caller=caller.caller, did=caller.did,
@@ -488,6 +499,7 @@ class AcdService:
     async def _entertain(self, session: Waiting, rules: Queue) -> None:
         """Music on hold, interrupted by position / estimated-wait and periodic announcements."""
         call, caller = session.call, session.caller
+        assert call is not None
         ann = rules.announce
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -631,6 +643,101 @@ class AcdService:
         self._log(row)
         log.info("call %s: agent %s set disposition %s", last.call_id, agent, disposition)
         return row
+
+    # -- callbacks agents schedule ------------------------------------------------------------------
+    async def schedule_callback(self, agent: str, at: float, number: str = "") -> dict[str, Any]:
+        """The agent's latest queue call is to be called back at ``at`` (epoch seconds), on
+        ``number`` or the caller's: then it joins its queue as a callback request (the next free
+        agent is rung first, then the customer). Kept in SQLite: it survives a restart."""
+        last = self.last_connected.get(agent)
+        if last is None:
+            raise KeyError(f"agent {agent} has no recent queue call")
+        if self.db is None:
+            raise RuntimeError("scheduled callbacks need the database")
+        number = number or last.caller
+        if not number:
+            raise ValueError("the call has no caller number to call back")
+        source = self.last_source.get(agent, "")
+        created = time.time()
+        await self.db.write([(
+            "INSERT INTO scheduled_callbacks (queue, number, at, did, source, call_id, agent, created) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (last.queue, number, at, last.did, source, last.call_id, agent, created))])
+        found = await self.db.fetchone("SELECT id FROM scheduled_callbacks WHERE agent = ? AND created = ? "
+                                       "ORDER BY id DESC LIMIT 1", (agent, created))
+        ident = int(found["id"]) if found is not None else 0
+        log.info("call %s: agent %s scheduled a callback to %s at %s in %s", last.call_id, agent, number,
+                 time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at)), last.queue)
+        await self.arm_callbacks()
+        return {"id": ident, "queue": last.queue, "number": number, "at": at, "call_id": last.call_id}
+
+    async def scheduled_callbacks(self, queues: set[str] | None = None) -> list[dict[str, Any]]:
+        if self.db is None:
+            return []
+        rows = [dict(r) for r in await self.db.fetchall(
+            "SELECT id, queue, number, at, did, call_id, agent, state, created FROM scheduled_callbacks "
+            "WHERE state IN ('pending', 'queued') ORDER BY at")]
+        return [r for r in rows if queues is None or r["queue"] in queues]
+
+    async def cancel_callback(self, ident: int) -> bool:
+        if self.db is None:
+            return False
+        row = await self.db.fetchone("SELECT state FROM scheduled_callbacks WHERE id = ?", (ident,))
+        if row is None or row["state"] != "pending":
+            return False
+        await self.db.write([("UPDATE scheduled_callbacks SET state = 'cancelled' WHERE id = ?", (ident,))])
+        return True
+
+    async def arm_callbacks(self) -> None:
+        """(Re)arm the timer for the soonest pending callback (at start and after each change)."""
+        if self.db is None:
+            return
+        row = await self.db.fetchone("SELECT MIN(at) AS at FROM scheduled_callbacks WHERE state = 'pending'")
+        if self._callback_timer is not None:
+            self._callback_timer.cancel()
+            self._callback_timer = None
+        if row is None or row["at"] is None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, min(3600.0, row["at"] - time.time()))  # re-checked at least hourly
+        self._callback_timer = loop.call_later(delay, lambda: self.control.spawn(self._due_callbacks()))
+
+    async def _due_callbacks(self) -> None:
+        assert self.db is not None
+        rows = await self.db.fetchall("SELECT * FROM scheduled_callbacks WHERE state = 'pending' AND at <= ?",
+                                      (time.time(),))
+        for row in rows:
+            await self.db.write([("UPDATE scheduled_callbacks SET state = 'queued' WHERE id = ?", (row["id"],))])
+            self.control.spawn(self._run_scheduled(dict(row)))
+        await self.arm_callbacks()
+
+    async def _run_scheduled(self, row: dict[str, Any]) -> None:
+        assert self.db is not None
+        rules = self.plan_of().queues.get(row["queue"])
+        state = "done"
+        if rules is None:
+            log.warning("scheduled callback %d: queue %s is no longer in the plan", row["id"], row["queue"])
+            state = "failed"
+        else:
+            now = time.time()
+            caller = Caller(f"{row['call_id'] or 'callback'}#cb{row['id']}", row["queue"], now,
+                            caller=row["number"], did=row["did"], callback=row["number"])
+            try:
+                position = self.distributor.enqueue(caller, now)
+            except QueueRejected as exc:
+                log.warning("scheduled callback %d: queue %s is %s", row["id"], row["queue"], exc.reason)
+                state = "failed"
+            else:
+                self._log(QueueLogRow(now, "CALLBACK", caller.call_id, row["queue"], caller=row["number"],
+                                      did=row["did"], position=position, wait=0.0, reason=row["number"]))
+                session = Waiting(None, caller, callback=row["number"], source=row["source"])
+                self.waiting[caller.call_id] = session
+                try:
+                    await self._wait_for_agent(session, rules)
+                finally:
+                    self.waiting.pop(caller.call_id, None)
+                    self.distributor.remove(caller, time.time())
+                    self.kick()
+        await self.db.write([("UPDATE scheduled_callbacks SET state = ? WHERE id = ?", (state, row["id"]))])
 
     def queue_of(self, call_id: str) -> str | None:
         """The queue a call waits in now, or None."""

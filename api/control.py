@@ -148,8 +148,9 @@ class Disposition(BaseModel):
     notes: str = Field("", max_length=2000)  # a queue call's notes (into the queue log)
     lead: int | None = None
     campaign: str | None = None
-    callback_at: float | None = None
+    callback_at: float | None = None  # call the customer back then (a queue call: through its queue)
     callback_agent: str = ""
+    callback_number: str = Field("", max_length=32)  # a queue call's callback: another number than the caller's
 
 
 class TransferRequest(BaseModel):
@@ -559,9 +560,36 @@ def install_routes(app: Any, sw: ControlledSwitch, auth: ApiAuth) -> EventTail:
             raise ApiError(403, f"you may not set {agent or 'that'} agent's dispositions")
         if body.lead is None and sw.dialer.lead_of_agent(agent) is None:
             row = sw.acd.set_disposition(agent, body.disposition, body.notes)  # a queue call's
-            return {"ok": True, "call": row.call_id, "queue": row.queue, "disposition": row.reason}
+            reply: dict[str, Any] = {"ok": True, "call": row.call_id, "queue": row.queue, "disposition": row.reason}
+            if body.callback_at is not None:
+                if body.callback_at < time.time() - 60:
+                    raise ApiError(422, "callback_at is in the past")
+                try:
+                    reply["callback"] = await sw.acd.schedule_callback(agent, body.callback_at, body.callback_number)
+                except (ValueError, RuntimeError) as exc:
+                    raise ApiError(409, str(exc)) from None
+            return reply
         return await sw.dialer.disposition(agent, body.disposition, lead=body.lead, campaign=body.campaign,
                                            callback_at=body.callback_at, callback_agent=body.callback_agent)
+
+    @route(r, "GET", "/callbacks", ALL_ROLES, V1)
+    async def callbacks(request: Request) -> dict[str, Any]:
+        """Scheduled callbacks still to happen: an agent its own, a supervisor its queues'."""
+        p = principal_of(request)
+        if p.role is Role.AGENT:
+            rows = [x for x in await sw.acd.scheduled_callbacks() if x["agent"] == p.extension]
+        else:
+            rows = await sw.acd.scheduled_callbacks(None if p.is_admin else set(p.queues))
+        return {"callbacks": rows}
+
+    @route(r, "DELETE", "/callbacks/{ident}", ALL_ROLES, V1)
+    async def cancel_callback(ident: int, request: Request) -> dict[str, Any]:
+        p = principal_of(request)
+        visible = {x["id"] for x in (await callbacks(request))["callbacks"]}
+        if ident not in visible or not await sw.acd.cancel_callback(ident):
+            raise ApiError(404, f"no pending callback {ident}")
+        await sw.acd.arm_callbacks()
+        return {"ok": True, "id": ident, "by": p.user}
 
     # -- recordings -------------------------------------------------------------------------------
     LINK_SECONDS = 900  # a signed link for a CRM lives 15 minutes

@@ -219,4 +219,23 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        10,
+        """
+        -- callbacks an agent scheduled for a queue call ("call them back tomorrow at 10")
+        CREATE TABLE scheduled_callbacks (
+            id       INTEGER PRIMARY KEY AUTOINCREMENT,
+            queue    TEXT NOT NULL,
+            number   TEXT NOT NULL,
+            at       REAL NOT NULL,
+            did      TEXT NOT NULL DEFAULT '',
+            source   TEXT NOT NULL DEFAULT '',
+            call_id  TEXT NOT NULL DEFAULT '',
+            agent    TEXT NOT NULL DEFAULT '',
+            state    TEXT NOT NULL DEFAULT 'pending',
+            created  REAL NOT NULL
+        );
+        CREATE INDEX scheduled_callbacks_due ON scheduled_callbacks (state, at);
+        """,
+    ),
 ]

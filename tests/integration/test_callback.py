@@ -132,3 +132,47 @@ def test_callback_request_from_the_plan_whose_customer_does_not_answer(sw):
         assert call_api(sw.api, "GET", "/api/v1/queues")[1]["queues"]["sales"]["waiting"] == 0
     finally:
         bob.stop()
+
+
+def test_an_agent_schedules_a_callback_that_rings_it_then_the_customer(sw):
+    """Bob takes Alice's queue call; after it he sets the disposition "callback" with a time 3 s
+    ahead (the agent desktop's call-back field). It is listed until then, kept in SQLite; at its
+    time the switch rings a free agent of the queue (Bob) first, then Alice's number, and
+    connects them; the queue log has CALLBACK, CONNECT and COMPLETE for it."""
+    bob = Phone(sw.address("udp"), "1002", "pw1002").start()
+    alice_phone = Phone(sw.address("udp"), "1001", "pw1001").start()
+    try:
+        alice = Caller(sw.address("udp"), "1001", "pw1001")
+        answer = alice.call("600")
+        assert answer is not None and answer.status == 200
+        alice._ack(alice.last_invite, answer)
+        assert wait_for(lambda: [r for r in queue_log(sw) if r["event"] == "CONNECT"], 10)
+        assert alice.hang_up(answer, 5).status == 200
+        assert wait_for(lambda: [r for r in queue_log(sw) if r["event"] == "COMPLETE"], 5)
+        first_invite = bob.invite
+        at = time.time() + 3.0
+        status, reply = call_api(sw.api, "POST", "/api/v1/dispositions", json.dumps(
+            {"agent": "1002", "disposition": "callback", "notes": "after 10", "callback_at": at}).encode())
+        assert status == 200 and reply["callback"]["number"] == "1001" and reply["callback"]["queue"] == "sales", reply
+        listed = call_api(sw.api, "GET", "/api/v1/callbacks")[1]["callbacks"]
+        assert [c["id"] for c in listed] == [reply["callback"]["id"]] and listed[0]["call_id"] == alice.call_id
+        assert db_rows(sw, "SELECT state FROM scheduled_callbacks")[0]["state"] == "pending"
+        status, _ = call_api(sw.api, "POST", "/api/v1/dispositions", json.dumps(
+            {"agent": "1002", "disposition": "callback", "callback_at": time.time() - 3600}).encode())
+        assert status == 422  # not in the past
+        assert alice_phone.invite is None
+        assert wait_for(lambda: alice_phone.invite is not None, 10), "the customer was not called back"
+        assert time.time() >= at - 0.1, "not before its time"
+        assert bob.invite is not first_invite, "the agent is rung first"
+        rows = wait_for(lambda: [r for r in queue_log(sw) if "#cb" in r["call_id"] and r["event"] == "CONNECT"], 5)
+        assert rows and rows[0]["agent"] == "1002" and rows[0]["caller"] == "1001"
+        calls = call_api(sw.api, "GET", "/api/v1/calls")[1]["calls"]
+        (cb,) = [c for c in calls if c["destination"] == "extension:1002"]
+        assert call_api(sw.api, "POST", f"/api/v1/calls/{cb['id']}/hangup")[0] == 200
+        assert wait_for(lambda: db_rows(sw, "SELECT state FROM scheduled_callbacks")[0]["state"] == "done", 5)
+        events = [r["event"] for r in queue_log(sw) if "#cb" in r["call_id"]]
+        assert events[0] == "CALLBACK" and "CONNECT" in events and events[-1] == "COMPLETE", events
+        assert call_api(sw.api, "GET", "/api/v1/callbacks")[1]["callbacks"] == []
+    finally:
+        bob.stop()
+        alice_phone.stop()

@@ -202,11 +202,18 @@ def test_agent_desktop_takes_a_queue_call_with_its_card(tmp_path):
             # the disposition and notes, from the page into the queue log
             driver.find_element(By.ID, "dispositions").send_keys("sale")
             driver.find_element(By.ID, "notes").send_keys("wants the blue one")
+            # and a call back tomorrow at 10:00, local time (the page's datetime field)
+            tomorrow = time.localtime(time.time() + 86400)
+            when = time.strftime("%Y-%m-%dT10:00", tomorrow)
+            driver.execute_script("document.getElementById('callback-at').value = arguments[0]", when)
             driver.find_element(By.ID, "dispose").click()
             assert wait_for(lambda: text_of(driver, "#disposed") == "saved", 5), text_of(driver, "#disposed")
             rows = wait_for(lambda: db_rows(sw, "SELECT * FROM queue_log WHERE event = 'DISPOSITION'"), 5)
             assert rows and rows[0]["reason"] == "sale" and rows[0]["notes"] == "wants the blue one"
             assert rows[0]["agent"] == "1002" and rows[0]["queue"] == "sales" and rows[0]["caller"] == "84951234567"
+            (scheduled,) = api_get(sw, "/api/v1/callbacks")["callbacks"]
+            assert scheduled["number"] == "84951234567" and scheduled["queue"] == "sales"
+            assert scheduled["at"] == time.mktime(time.strptime(when, "%Y-%m-%dT%H:%M"))
             call.join(30)
             # today's calls: this one, with its disposition and its recording to play
             assert wait_for(lambda: text_of(driver, '#calls [data-field="disposition"]') == "sale", 10), \

@@ -91,7 +91,7 @@ function onEvent(ev) {
       show({ state: "talking", caller: row.caller, did: row.did, queue: row.queue, wait: C.fmtSeconds(row.wait), call: row.call_id });
       const q = desk.queues[row.queue] || {};
       startScript(q.script);
-      offerDispositions(q.dispositions, false);
+      offerDispositions(q.dispositions, true);
     }
   }
   else if (ev.type === "dialer.connected") {
@@ -118,7 +118,7 @@ function onEvent(ev) {
       await C.api("POST", "/dispositions", { agent: who.extension, disposition: document.getElementById("dispositions").value,
                                             notes: document.getElementById("notes").value,
                                             lead: lead ? lead.lead_id : null, campaign: lead ? lead.campaign : null,
-                                            callback_at: lead && at ? new Date(at).getTime() / 1000 : null });
+                                            callback_at: at ? new Date(at).getTime() / 1000 : null });
       document.getElementById("disposed").textContent = "saved";
       refreshCalls().catch(console.error);
     } catch (err) { document.getElementById("disposed").textContent = err.message; }
