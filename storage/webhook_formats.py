@@ -89,8 +89,13 @@ def standard_data(event: Event, agents_of_plan: frozenset[str] | set[str] = froz
         agents = [r.destination.partition(":")[2] for r in event.records[1:]
                   if r.leg == "b" and r.answer is not None and r.destination.startswith("extension:")
                   and r.destination.partition(":")[2] in agents_of_plan]
+        queue = c.destination.partition(":")[2] if c.destination.startswith("queue:") else None
+        answered = [r.answer for r in event.records[1:] if r.leg == "b" and r.answer is not None]
+        # a queue call's wait: from the queue taking it to an agent's answer (or to the caller leaving)
+        wait = round((answered[0] if answered else c.end) - (c.answer or c.start), 3) if queue else None
         return {
             "call_id": c.call_id, "seq": event.seq, "direction": direction(c.source, c.destination),
+            "queue": queue, "wait_seconds": wait,
             "caller": c.caller, "called": c.called, "did": c.did, "source": c.source,
             "destination": c.destination, "agent": agents[-1] if agents else None,
             "start": _iso(c.start), "answer": _iso(c.answer), "end": _iso(c.end),
