@@ -75,6 +75,8 @@ class TransferMixin:
         plan = self.plan_of()
         decision = Router(plan, self.overrides.forced).route(CallContext(to=target, caller=call.caller, source=call.source))
         dial = decision.action.dial
+        if not dial and target in plan.extensions:
+            dial = target  # an extension's own number reaches it even where no route dials it
         bindings = [(t, b) for t in (dial or "").split(",") if t in plan.extensions
                     for b in self.location.lookup(t, time.time())]
         if not bindings:

@@ -232,6 +232,40 @@ def test_agent_desktop_takes_a_queue_call_with_its_card(tmp_path):
             phone.stop()
 
 
+def test_agent_desktop_transfers_the_caller(tmp_path):
+    """Bob answers a queue call on his desk phone, types 1003 beside the card and clicks
+    Transfer: Carol's phone rings and, answered, has the caller; Bob's leg is released."""
+    need_tool("sipp")
+    with RunningSwitch(plan(tmp_path)) as sw:
+        bob = Phone(sw.address("udp"), "1002", "pw1002").start()
+        carol = Phone(sw.address("udp"), "1003", "pw1003").start()
+        assert call_api_ok(sw, "/api/v1/agents/1002/state", {"action": "login"})
+        driver = browser()
+        try:
+            log_in(driver, sw.api, "bob", "bob-pw", "/agent")
+            call = caller_in_queue(sw, 6.0)
+            assert wait_for(lambda: driver.find_element(By.ID, "transfer-box").is_displayed(), 10)
+            assert wait_for(lambda: text_of(driver, "#state") == "on-call", 5)
+            driver.find_element(By.ID, "transfer-to").send_keys("1003")
+            driver.find_element(By.ID, "transfer").click()
+            assert wait_for(lambda: text_of(driver, "#transferred") == "ringing", 5), text_of(driver, "#transferred")
+            assert wait_for(lambda: carol.invite is not None, 5), "Carol's phone did not ring"
+            assert wait_for(lambda: [c for c in api_get(sw, "/api/v1/calls")["calls"]
+                                     if c["destination"] == "extension:1003"], 5)
+            assert wait_for(lambda: any(m.method == "BYE" for m in bob.received), 5), "Bob's leg was not released"
+            call.join(30)
+        finally:
+            driver.quit()
+            bob.stop()
+            carol.stop()
+
+
+def call_api_ok(sw, path: str, body: dict) -> bool:
+    from centralino.api.server import call_api
+
+    return call_api(sw.api, "POST", path, json.dumps(body).encode())[0] == 200
+
+
 def test_wallboard_moves_a_waiting_caller_to_another_queue(tmp_path):
     """Nobody is ready in sales: the supervisor picks support beside the waiting caller and
     clicks Move; the caller waits in support (the page and the API agree), sales logs MOVED."""

@@ -86,6 +86,8 @@ function onEvent(ev) {
     show({ state: "ringing", caller: row.caller, did: row.did, queue: row.queue, wait: C.fmtSeconds(row.wait), call: row.call_id });
   else if (ev.type === "queue.connected") {
     const campaignCall = lead && lead.call_id === row.call_id;
+    document.getElementById("transfer-box").hidden = false;
+    document.getElementById("transferred").textContent = "";
     if (!campaignCall) {
       lead = null;
       show({ state: "talking", caller: row.caller, did: row.did, queue: row.queue, wait: C.fmtSeconds(row.wait), call: row.call_id });
@@ -96,12 +98,16 @@ function onEvent(ev) {
   }
   else if (ev.type === "dialer.connected") {
     lead = ev;
-    show({ state: "campaign call", caller: ev.phone || "", campaign: ev.campaign, lead: ev.lead_id, ...(ev.fields || {}) });
+    show({ state: "campaign call", caller: ev.phone || "", campaign: ev.campaign, lead: ev.lead_id, call: ev.call_id, ...(ev.fields || {}) });
+    document.getElementById("transfer-box").hidden = false;
     const camp = desk.campaigns[ev.campaign] || {};
     startScript(camp.script);
     offerDispositions(camp.dispositions, true);
   }
-  else if (ev.type === "queue.left" || ev.type === "queue.disposition") refreshCalls().catch(console.error);
+  else if (ev.type === "queue.left" || ev.type === "queue.disposition") {
+    if (ev.type === "queue.left" && row.call_id === card.call) document.getElementById("transfer-box").hidden = true;
+    refreshCalls().catch(console.error);
+  }
   refresh().catch(console.error);
 }
 
@@ -122,6 +128,13 @@ function onEvent(ev) {
       document.getElementById("disposed").textContent = "saved";
       refreshCalls().catch(console.error);
     } catch (err) { document.getElementById("disposed").textContent = err.message; }
+  };
+  document.getElementById("transfer").onclick = async () => {  // a blind transfer of the caller
+    const out = document.getElementById("transferred");
+    try {
+      await C.api("POST", `/calls/${encodeURIComponent(card.call)}/transfer`, { to: document.getElementById("transfer-to").value });
+      out.textContent = "ringing";
+    } catch (err) { out.textContent = err.message; }
   };
   desk = await C.api("GET", "/desktop");
   await refresh();
