@@ -14,16 +14,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
+from .live import SwitchDidNotStart, live_switch, save, stamp
 from .runner import _free_port
 from .sipp import run_sipp, sipp_binary
 
@@ -45,13 +42,6 @@ def _plan(work: Path, sip_port: int, api_port: int, agents: int) -> Path:
         + 'users:\n  admin: {role: admin, password: "bench-admin"}\n'
     )
     return plan
-
-
-def _login(api: str) -> str:
-    req = urllib.request.Request(f"http://{api}/api/v1/auth/login", method="POST",
-                                 data=json.dumps({"user": "admin", "password": "bench-admin"}).encode(),
-                                 headers={"Content-Type": "application/json"})
-    return str(json.load(urllib.request.urlopen(req, timeout=10))["token"])
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -127,40 +117,11 @@ def main(args: argparse.Namespace) -> int:
     if sipp_binary() is None:
         print("centralino bench events needs SIPp: apt-get install sip-tester", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory(prefix="centralino-events-") as tmp:
-        work = Path(tmp)
-        sip_port, api_port = _free_port(2), _free_port(1)
-        plan = _plan(work, sip_port, api_port, args.agents)
-        env = {**os.environ, "XDG_RUNTIME_DIR": str(work / "run")}
-        log = (work / "switch.log").open("w")
-        switch = subprocess.Popen([sys.executable, "-m", "centralino", "run", "--config", str(plan)],
-                                  stdout=log, stderr=subprocess.STDOUT, cwd=work, env=env)
-        api = f"127.0.0.1:{api_port}"
-        try:
-            token = ""
-            for _ in range(120):
-                try:
-                    token = _login(api)
-                    break
-                except OSError:
-                    time.sleep(0.25)
-            if not token:
-                print((work / "switch.log").read_text()[-3000:], file=sys.stderr)
-                return 1
-            report = asyncio.run(_run(args, api, f"127.0.0.1:{sip_port}", token))
-        finally:
-            switch.terminate()
-            try:
-                switch.wait(20)
-            except subprocess.TimeoutExpired:
-                switch.kill()
-    report.update(command="centralino bench " + " ".join(sys.argv[2:]), settings="defaults",
-                  when=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                  machine={"cpus": os.cpu_count(), "python": platform.python_version()})
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    (out / f"events-{stamp}.json").write_text(json.dumps(report, indent=2))
+    try:
+        with live_switch("centralino-events-", lambda w, s, a: _plan(w, s, a, args.agents)) as sw:
+            report = stamp(asyncio.run(_run(args, sw.api, sw.sip, sw.token)))
+    except SwitchDidNotStart:
+        return 1
     lat, scrape, calls = report["latency_ms"], report["metrics_scrape_ms"], report["calls"]
     md = (f"# Event stream and /metrics under a queue load ({report['settings']})\n\n`{report['command']}`\n\n"
           f"| SIPp calls/s | calls ok / failed | subscribers | frames | publish→frame p50 | p95 | p99 | max | "
@@ -168,6 +129,5 @@ def main(args: argparse.Namespace) -> int:
           f"| {calls['offered_rate']} | {calls['successful']} / {calls['failed']} | {report['subscribers']} | "
           f"{report['frames']} | {lat['p50']} ms | {lat['p95']} ms | {lat['p99']} ms | {lat['max']} ms | "
           f"{scrape['median']} ms | {scrape['max']} ms |\n")
-    (out / f"events-{stamp}.md").write_text(md)
-    print(md)
+    save(args.out, "events", report, md)
     return 0 if calls["failed"] == 0 else 1

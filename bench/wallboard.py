@@ -13,18 +13,14 @@ machine's clock. Prints and writes a JSON and Markdown report.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import shutil
 import sqlite3
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from .events import _login, _pct, _plan
+from .events import _pct, _plan
+from .live import SwitchDidNotStart, live_switch, save, stamp
 from .runner import _free_port
 from .sipp import run_sipp, sipp_binary
 
@@ -100,46 +96,16 @@ def main(args: argparse.Namespace) -> int:
     if not shutil.which("chromedriver"):
         print("centralino bench wallboard needs chromium and chromium-driver (Debian packages)", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory(prefix="centralino-wallboard-") as tmp:
-        work = Path(tmp)
-        sip_port, api_port = _free_port(2), _free_port(1)
-        plan = _plan(work, sip_port, api_port, 20)
-        env = {**os.environ, "XDG_RUNTIME_DIR": str(work / "run")}
-        log = (work / "switch.log").open("w")
-        switch = subprocess.Popen([sys.executable, "-m", "centralino", "run", "--config", str(plan)],
-                                  stdout=log, stderr=subprocess.STDOUT, cwd=work, env=env)
-        api = f"127.0.0.1:{api_port}"
-        try:
-            token = ""
-            for _ in range(120):
-                try:
-                    token = _login(api)
-                    break
-                except OSError:
-                    time.sleep(0.25)
-            if not token:
-                print((work / "switch.log").read_text()[-3000:], file=sys.stderr)
-                return 1
-            report = _measure(args, api, f"127.0.0.1:{sip_port}", work / "bench.db")
-        finally:
-            switch.terminate()
-            try:
-                switch.wait(20)
-            except subprocess.TimeoutExpired:
-                switch.kill()
-    report.update(command="centralino bench " + " ".join(sys.argv[2:]), settings="defaults",
-                  when=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                  machine={"cpus": os.cpu_count(), "python": platform.python_version()})
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    (out / f"wallboard-{stamp}.json").write_text(json.dumps(report, indent=2))
+    try:
+        with live_switch("centralino-wallboard-", lambda w, s, a: _plan(w, s, a, 20)) as sw:
+            report = stamp(_measure(args, sw.api, sw.sip, sw.work / "bench.db"))
+    except SwitchDidNotStart:
+        return 1
     lat, calls = report["latency_ms"], report["calls"]
     md = (f"# Wallboard update latency in headless Chromium ({report['settings']})\n\n`{report['command']}`\n\n"
           f"| SIPp calls/s | calls ok / failed | callers entered | shown | ENTER→DOM p50 | p95 | max |\n"
           f"|---|---|---|---|---|---|---|\n"
           f"| {calls['rate']} | {calls['successful']} / {calls['failed']} | {report['entered']} | {report['shown']} | "
           f"{lat['p50']} ms | {lat['p95']} ms | {lat['max']} ms |\n")
-    (out / f"wallboard-{stamp}.md").write_text(md)
-    print(md)
+    save(args.out, "wallboard", report, md)
     return 0 if calls["failed"] == 0 and report["shown"] == report["entered"] else 1

@@ -24,17 +24,14 @@ import base64
 import hashlib
 import hmac
 import json
-import os
-import platform
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
 from pathlib import Path
 
-from .events import _login, _pct
+from .events import _pct
+from .live import SwitchDidNotStart, live_switch, save, stamp
 from .runner import _free_port
 from .sipp import run_sipp, sipp_binary
 
@@ -168,40 +165,11 @@ def main(args: argparse.Namespace) -> int:
         print("centralino bench webhooks needs SIPp: apt-get install sip-tester", file=sys.stderr)
         return 2
     hook = Receiver()
-    with tempfile.TemporaryDirectory(prefix="centralino-webhooks-") as tmp:
-        work = Path(tmp)
-        sip_port, api_port = _free_port(2), _free_port(1)
-        plan = _plan(work, sip_port, api_port, hook.port)
-        env = {**os.environ, "XDG_RUNTIME_DIR": str(work / "run")}
-        log = (work / "switch.log").open("w")
-        switch = subprocess.Popen([sys.executable, "-m", "centralino", "run", "--config", str(plan)],
-                                  stdout=log, stderr=subprocess.STDOUT, cwd=work, env=env)
-        api = f"127.0.0.1:{api_port}"
-        try:
-            token = ""
-            for _ in range(120):
-                try:
-                    token = _login(api)
-                    break
-                except OSError:
-                    time.sleep(0.25)
-            if not token:
-                print((work / "switch.log").read_text()[-3000:], file=sys.stderr)
-                return 1
-            report = _run(args, api, f"127.0.0.1:{sip_port}", token, hook)
-        finally:
-            switch.terminate()
-            try:
-                switch.wait(20)
-            except subprocess.TimeoutExpired:
-                switch.kill()
-    report.update(command="centralino bench " + " ".join(sys.argv[2:]), settings="defaults",
-                  when=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                  machine={"cpus": os.cpu_count(), "python": platform.python_version()})
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    (out / f"webhooks-{stamp}.json").write_text(json.dumps(report, indent=2))
+    try:
+        with live_switch("centralino-webhooks-", lambda w, s, a: _plan(w, s, a, hook.port)) as sw:
+            report = stamp(_run(args, sw.api, sw.sip, sw.token, hook))
+    except SwitchDidNotStart:
+        return 1
     live, backlog, calls = report["live"], report["backlog"], report["calls"]
     lat = live["latency_ms"]
     md = (f"# Webhook deliveries under a queue load ({report['settings']})\n\n`{report['command']}`\n\n"
@@ -211,7 +179,6 @@ def main(args: argparse.Namespace) -> int:
           f"{live['deliveries']} / {live['expected']} | {lat['p50']} ms | {lat['p95']} ms | {lat['p99']} ms | "
           f"{lat['max']} ms | {backlog['deliveries']} in {backlog['seconds']} s | {backlog['per_second']}/s | "
           f"{report['bad_signatures']} |\n")
-    (out / f"webhooks-{stamp}.md").write_text(md)
-    print(md)
+    save(args.out, "webhooks", report, md)
     good = calls["failed"] == 0 and live["deliveries"] >= live["expected"] and backlog["drained"]
     return 0 if good and report["bad_signatures"] == 0 else 1
