@@ -6,12 +6,14 @@ heard nothing, about half the time. Each side's audio is checked by decoding wha
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
 
 import pytest
 from audio import Talker, dominant
+from centralino.api.server import call_api
 from centralino.switch.sip.sdp import parse_sdp
 from helpers import (
     Caller,
@@ -65,20 +67,32 @@ def check_after_transfer(alice: Talker, carol: Talker) -> None:
     assert abs(dominant(to_alice) - CAROL_HZ) < 20, f"the caller hears the target, not {dominant(to_alice):.0f} Hz"
 
 
-@pytest.mark.parametrize("attempt", range(10))
-def test_blind_transfer_while_the_transferor_keeps_sending(sw, attempt):
-    rng = random.Random(attempt)
+def parties(sw) -> tuple[Talker, Talker, Talker, Phone, Phone, Caller]:
+    """Alice (1001, a caller), Bob (1002) and Carol (1004), each with a talker of their tone."""
     a, b, c = Talker(ALICE_HZ), Talker(BOB_HZ), Talker(CAROL_HZ)
     bob, carol = phone_for(sw, "1002", b), phone_for(sw, "1004", c)
     alice = Caller(sw.address("udp"), "1001", "pw1001")
     alice.sdp = sdp_for(a.phone.address[1], "0")
+    return a, b, c, bob, carol, alice
+
+
+def alice_calls_bob(alice: Caller, a: Talker, b: Talker, bob: Phone):
+    """Alice calls Bob, who answers; both talk. Returns the 200."""
+    resp = alice.call("1002")
+    assert resp is not None and resp.status == 200
+    alice._ack(alice.last_invite, resp)
+    a.start(("127.0.0.1", media_port(resp)))
+    b.start(("127.0.0.1", parse_sdp(bob.invite.body).media[0].port))
+    time.sleep(0.5)
+    return resp
+
+
+@pytest.mark.parametrize("attempt", range(10))
+def test_blind_transfer_while_the_transferor_keeps_sending(sw, attempt):
+    rng = random.Random(attempt)
+    a, b, c, bob, carol, alice = parties(sw)
     try:
-        resp = alice.call("1002")
-        assert resp is not None and resp.status == 200
-        alice._ack(alice.last_invite, resp)
-        a.start(("127.0.0.1", media_port(resp)))
-        b.start(("127.0.0.1", parse_sdp(bob.invite.body).media[0].port))
-        time.sleep(0.5)
+        resp = alice_calls_bob(alice, a, b, bob)
         assert abs(dominant(a.heard(0.3)) - BOB_HZ) < 20  # talking to Bob first
         stopper = keeps_talking_after_bye(bob, b, rng.uniform(0.1, 0.3))
         refer(bob, "1004")
@@ -148,21 +162,9 @@ def test_a_transfer_the_api_asks_for_moves_the_caller_with_its_audio(sw):
     """``POST /api/v1/calls/{id}/transfer`` (an agent desktop's transfer button): the same blind
     transfer as Bob's phone sending REFER, but nothing is NOTIFYed to Bob's phone (it asked for
     nothing); a call that is not connected, or a target nobody answers for, is refused."""
-    import json
-
-    from centralino.api.server import call_api
-
-    a, b, c = Talker(ALICE_HZ), Talker(BOB_HZ), Talker(CAROL_HZ)
-    bob, carol = phone_for(sw, "1002", b), phone_for(sw, "1004", c)
-    alice = Caller(sw.address("udp"), "1001", "pw1001")
-    alice.sdp = sdp_for(a.phone.address[1], "0")
+    a, b, c, bob, carol, alice = parties(sw)
     try:
-        resp = alice.call("1002")
-        assert resp is not None and resp.status == 200
-        alice._ack(alice.last_invite, resp)
-        a.start(("127.0.0.1", media_port(resp)))
-        b.start(("127.0.0.1", parse_sdp(bob.invite.body).media[0].port))
-        time.sleep(0.5)
+        resp = alice_calls_bob(alice, a, b, bob)
         status, calls = call_api(sw.api, "GET", "/api/v1/calls")
         # (the attended tests' calls still run until their media times out: this one goes to Bob)
         (live,) = [x for x in calls["calls"] if x["destination"] == "extension:1002"]
