@@ -158,13 +158,15 @@ class Switch:
         try:
             # Bind first, so that a busy port is a plain error rather than a task-group failure.
             await self.transports.start(sip.listen_addresses)
+            await self.media.start()
             self.api_auth = ApiAuth(plan, self.db, self.bus, self.api.token, api_secret)
             await self.api_auth.start()
             app, self.event_tail = build_app(self, self.api_auth, self._version())
             self.api.set_names(plan.server.api.hosts, plan.server.api.public_url)
             await self.api.start(plan.server.api.listen, app)
+            # No await from here to the announcement: `centralino status` (which needs the token) cannot
+            # answer before the start-up lines, generated passwords included, are printed.
             self.api.write_token(self.data_dir)
-            await self.media.start()
         except BaseException:
             await self.transports.close()
             await self.media.close()
