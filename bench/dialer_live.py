@@ -161,18 +161,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                           "bench.local")
                 if status != 200:
                     raise RuntimeError(f"agent {user} could not register: {status}")
-            status, reply = call_api(api, "POST", "/campaigns", json.dumps({"campaign": "live", "action": "start"}).encode())
+            status, reply = call_api(api, "POST", "/api/v1/campaigns/live", json.dumps({"action": "start"}).encode())
             if status != 200:
                 raise RuntimeError(f"the campaign did not start: {reply}")
             started, wall_start = time.monotonic(), time.time()
             samples: list[float] = []
             while time.monotonic() - started < seconds:
                 time.sleep(min(10.0, max(0.1, seconds - (time.monotonic() - started))))
-                _, st = call_api(api, "POST", "/campaigns", json.dumps({"campaign": "live", "action": "status"}).encode())
+                _, st = call_api(api, "POST", "/api/v1/campaigns/live", json.dumps({"action": "status"}).encode())
                 samples.append(float(st.get("pacer", {}).get("gain", 0.0)))
                 print(f"  {time.monotonic() - started:5.0f} s: dialled {st['dialled']}, answered {st['answered']}, "
                       f"abandoned {st['abandoned']}, in flight {st['in_flight']}, gain {samples[-1]:.2f}", flush=True)
-            call_api(api, "POST", "/campaigns", json.dumps({"campaign": "live", "action": "stop"}).encode())
+            call_api(api, "POST", "/api/v1/campaigns/live", json.dumps({"action": "stop"}).encode())
             wall_stop = time.time()
             time.sleep(args.talk + 30)  # the calls under way end (the callees hang up), CDRs are written
             live = _figures(work / "bench.db", args.live_agents, wall_start, wall_stop)

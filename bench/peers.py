@@ -133,10 +133,14 @@ def start_centralino(work: Path, plan: Path, api_port: int, sip_port: int,
         if proc.poll() is not None:
             raise RuntimeError("the switch did not start")
         try:
-            if call_api(f"127.0.0.1:{api_port}", "GET", "/status", timeout=1)[0] == 200:
+            if call_api(f"127.0.0.1:{api_port}", "GET", "/api/v1/status", timeout=1)[0] == 200:
                 break
         except OSError:
-            time.sleep(0.1)
+            pass
+        time.sleep(0.1)  # also after an answer that is not 200: a tight loop here would load the switch
+    else:
+        proc.terminate()
+        raise RuntimeError(f"the switch did not answer /api/v1/status within 30 s (see {work / 'switch.log'})")
     target = Target("centralino", sip_port, proc, services=[ext for ext, _ in answerers] or ["answer"])
     for _, start in answerers:
         target.helpers.append(start())

@@ -371,7 +371,7 @@ def _media_totals(api_port: int) -> dict[str, int]:
     from ..api.server import call_api
 
     try:
-        workers = call_api(f"127.0.0.1:{api_port}", "GET", "/media", timeout=5)[1]["workers"]
+        workers = call_api(f"127.0.0.1:{api_port}", "GET", "/api/v1/media", timeout=5)[1]["workers"]
     except (OSError, KeyError, TypeError):
         return {}
     return {k: sum(int(w.get(k) or 0) for w in workers) for k in ("rx", "tx", "lost")}
