@@ -68,6 +68,12 @@ class CdrRecord:
     rtp_jitter_ms: float | None = None
     campaign: str = ""  # the dialer's calls: their campaign and lead
     lead_id: int | None = None
+    customer_e164: str = ""  # the customer's number in E.164 ("" for internal calls, anonymous callers)
+    ivr_digits: str = ""  # what the caller keyed in the IVR: menu keys and collected entries, comma-separated
+
+
+# The call variable the IVR keeps the caller's keys in (menu choices and collected entries, in order).
+IVR_DIGITS = "ivr_digits"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +95,7 @@ class QueueLogRow:
     prev: str = ""  # AGENT: the state left
     seconds: float | None = None  # AGENT: time spent in ``prev``
     notes: str = ""  # DISPOSITION: the agent's notes (``reason`` holds the disposition)
+    ivr: str = ""  # ENTER, RING, CONNECT: the caller's IVR keys before the queue (the agent's call card)
 
 
 # -- calls ----------------------------------------------------------------------------------------------

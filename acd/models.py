@@ -66,6 +66,7 @@ class Caller:
     entered: float
     caller: str = ""
     did: str = ""
+    ivr: str = ""  # the keys the caller pressed in the IVR before the queue (the call card shows them)
     priority: int = 0
     requires: dict[str, int] = field(default_factory=dict)  # skill → minimum level
     callback: str | None = None  # the number to call back (the caller hung up)

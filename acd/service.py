@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config.schema import Action, Plan, Queue, QueueCallback
-from ..events import EventBus, QueueLogRow, queue_event
+from ..events import IVR_DIGITS, EventBus, QueueLogRow, queue_event
 from ..ivr.engine import CallPort, number_prompts, read_digits
 from ..storage.database import Database
 from ..switch.b2bua.call import Call, CallState
@@ -145,7 +145,7 @@ class AcdService:
             return None
         now = time.time()
         caller = Caller(call.id, name, entered or now, caller=call.caller, did=call.did,
-                        priority=int(call.vars.get("priority", 0) or 0),
+                        ivr=call.vars.get(IVR_DIGITS, ""), priority=int(call.vars.get("priority", 0) or 0),
                         requires={k.removeprefix("skill."): int(v) for k, v in call.vars.items()
                                   if k.startswith("skill.") and str(v).isdigit()})
         try:
@@ -155,7 +155,8 @@ class AcdService:
             log.info("call %s: queue %s is %s", call.id, name, exc.reason)
             await self._leave(call, rules.overflow or rules.timeout)
             return None
-        self._log(QueueLogRow(now, "ENTER", call.id, name, caller=call.caller, did=call.did, position=position))
+        self._log(QueueLogRow(now, "ENTER", call.id, name, caller=call.caller, did=call.did, position=position,
+                              ivr=caller.ivr))
         log.info("call %s entered queue %s at position %d", call.id, name, position)
         session = Waiting(call, caller)
         self.waiting[call.id] = session
@@ -323,7 +324,7 @@ class AcdService:
         rung = time.time()
         for ext in offer.agents:
             self._log(QueueLogRow(rung, "RING", caller.call_id, caller.queue, ext, caller.caller, caller.did,
-                                 position=self.distributor.position(caller)))
+                                 position=self.distributor.position(caller), ivr=caller.ivr))
         return rung
 
     def _missed(self, caller: Caller, offer: Offer, status: int, rules: Queue, now: float) -> None:
@@ -343,7 +344,7 @@ class AcdService:
         self.last_source[ext] = call.source  # a callback the agent schedules goes out the same way
         self._log(QueueLogRow(answered, "CONNECT", caller.call_id, name, ext, caller.caller, caller.did,
                              position=caller.entry_position, wait=round(wait, 3),
-                             reason=f"{answered - rung:.3f}"))
+                             reason=f"{answered - rung:.3f}", ivr=caller.ivr))
         self.kick()
         if not await self.control.bridge(call, leg):
             self.distributor.call_ended(ext, time.time())

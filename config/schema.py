@@ -241,6 +241,7 @@ class IvrCollect(Strict):
     retries: int = Field(2, ge=0)
     invalid: str | list[str] | None = "invalid"
     on_fail: Step | None = None
+    secret: bool = False  # a PIN, a card number: kept as "*" in the log, CDR, call card and webhooks
 
 
 class IvrNode(Strict):

@@ -19,28 +19,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from phonenumbers import timezone as number_zones
 
+from ..e164 import NumberError, e164
 from ..schedules import time_span, weekdays
 
 UNKNOWN_ZONES = {"Etc/Unknown", ""}
-
-
-class NumberError(ValueError):
-    """A number that cannot be dialled, with why."""
-
-
-def e164(raw: str, region: str | None = None) -> str:
-    """The number in E.164 (``+74951234567``), from any way people write it; NumberError if
-    it cannot be a number (``region``: the country of numbers written without a prefix)."""
-    text = raw.strip()
-    if not text:
-        raise NumberError("no number")
-    try:
-        number = phonenumbers.parse(text, region)
-    except phonenumbers.NumberParseException as exc:
-        raise NumberError(f"not a phone number: {text!r} ({exc})") from None
-    if not phonenumbers.is_possible_number(number) or not phonenumbers.is_valid_number(number):
-        raise NumberError(f"not a valid number: {text!r}")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def zones_for(phone: str, zone: str = "") -> tuple[str, ...]:

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config.schema import Campaign
-from .compliance import NumberError, e164, valid_zone
+from ..e164 import NumberError, e164
+from .compliance import valid_zone
 from .pacing import Outcome
 
 

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Protocol
 
 from ..config.schema import Action, IvrCollect, IvrMenu, Plan, Step, prompt_list
+from ..events import IVR_DIGITS
 from ..schedules import ScheduleOverrides, schedule_open
 from ..switch.b2bua.call import Call, CallState
 from ..switch.b2bua.control import CallControl
@@ -50,6 +51,12 @@ class Walk:
 async def run_flow(plan: Plan, flow: Flow, port: Port, variables: dict[str, str], walk: Walk,
                    forced: Mapping[str, bool] | None = None) -> Action | None:
     node_name = flow.start
+    # a secret entry (PIN) is "*" wherever the walk is told: the log, dry runs
+    secret = {n.collect.var for n in flow.nodes.values() if n.collect is not None and n.collect.secret}
+
+    def shown(text: str) -> str:
+        return expand(text, {**variables, **{k: "*" for k in secret if k in variables}} if secret else variables)
+
     for _ in range(MAX_STEPS):
         if port.gone():
             walk(f"{flow.name}/{node_name}: caller hung up")
@@ -64,18 +71,18 @@ async def run_flow(plan: Plan, flow: Flow, port: Port, variables: dict[str, str]
         elif node.set is not None:
             for key, value in node.set.items():
                 variables[key] = expand(value, variables)
-            walk(f"{where}: set " + ", ".join(f"{k}={variables[k]}" for k in node.set))
+            walk(f"{where}: set " + ", ".join(f"{k}={shown(v)}" for k, v in node.set.items()))
             step = node.next
         elif node.if_ is not None:
             result = evaluate(node.if_, variables)
-            walk(f"{where}: if {expand(node.if_, variables)} → {'then' if result else 'else'}")
+            walk(f"{where}: if {shown(node.if_)} → {'then' if result else 'else'}")
             step = node.then if result else node.else_
         elif node.schedule is not None:
             opened, why = schedule_open(plan.schedules, node.schedule, port.now(), forced or {})
             walk(f"{where}: schedule {node.schedule}: {'open' if opened else 'closed'} ({why})")
             step = node.open if opened else node.closed
         elif node.menu is not None:
-            step = await _menu(node.menu, port, walk, where)
+            step = await _menu(node.menu, port, walk, where, variables)
         else:
             assert node.collect is not None
             step = await _collect(node.collect, port, variables, walk, where, node.next)
@@ -91,13 +98,20 @@ async def run_flow(plan: Plan, flow: Flow, port: Port, variables: dict[str, str]
     return None
 
 
-async def _menu(menu: IvrMenu, port: Port, walk: Walk, where: str) -> Step | None:
+def _keyed(variables: dict[str, str], entry: str) -> None:
+    """Keep what the caller keyed, in order, for the CDR, the queue's call card and the CRM."""
+    before = variables.get(IVR_DIGITS, "")
+    variables[IVR_DIGITS] = f"{before},{entry}" if before else entry
+
+
+async def _menu(menu: IvrMenu, port: Port, walk: Walk, where: str, variables: dict[str, str]) -> Step | None:
     for attempt in range(menu.retries + 1):
         if not await port.play(prompt_list(menu.prompt), barge_in=True):
             return None
         key = await port.digit(menu.timeout)
         if key is not None and key in menu.choices:
             walk(f"{where}: menu key {key}")
+            _keyed(variables, key)
             return menu.choices[key]
         walk(f"{where}: menu " + (f"invalid key {key}" if key is not None else f"no key in {menu.timeout:g}s")
              + f" (try {attempt + 1} of {menu.retries + 1})")
@@ -133,7 +147,9 @@ async def _collect(spec: IvrCollect, port: Port, variables: dict[str, str], walk
         digits = await read_digits(port, spec.max_digits, spec.terminator, spec.timeout)
         if len(digits) >= spec.min_digits:
             variables[spec.var] = digits
-            walk(f"{where}: collected {spec.var}={digits}")
+            shown = "*" if spec.secret else digits
+            walk(f"{where}: collected {spec.var}={shown}")
+            _keyed(variables, shown)
             return after
         walk(f"{where}: collected {len(digits)} digits, need {spec.min_digits} (try {attempt + 1} of {spec.retries + 1})")
         if port.gone():

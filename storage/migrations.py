@@ -238,4 +238,13 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX scheduled_callbacks_due ON scheduled_callbacks (state, at);
         """,
     ),
+    (
+        11,
+        """
+        -- the customer's number in E.164 (CRMs match contacts by it) and the caller's IVR keys
+        ALTER TABLE cdr ADD COLUMN customer_e164 TEXT NOT NULL DEFAULT '';
+        ALTER TABLE cdr ADD COLUMN ivr_digits TEXT NOT NULL DEFAULT '';
+        ALTER TABLE queue_log ADD COLUMN ivr TEXT NOT NULL DEFAULT '';
+        """,
+    ),
 ]

@@ -70,7 +70,7 @@ def call_facts(event: CallEnded) -> CallFacts:
         user = c.source.partition(":")[2] if c.source.startswith("extension:") else user
         talk = c.talk_seconds
     return CallFacts(
-        call_id=c.call_id, direction=way, customer=c.called if way == "outbound" else c.caller,
+        call_id=c.call_id, direction=way, customer=c.customer_e164 or (c.called if way == "outbound" else c.caller),
         line=c.did or (c.caller if way == "outbound" else c.called), user=user, start=c.start,
         talk_seconds=talk, sip_status=c.sip_status, disposition=c.disposition, recording=bool(c.recording))
 
@@ -96,7 +96,8 @@ def standard_data(event: Event, agents_of_plan: frozenset[str] | set[str] = froz
         return {
             "call_id": c.call_id, "seq": event.seq, "direction": direction(c.source, c.destination),
             "queue": queue, "wait_seconds": wait,
-            "caller": c.caller, "called": c.called, "did": c.did, "source": c.source,
+            "caller": c.caller, "called": c.called, "customer_e164": c.customer_e164 or None,
+            "did": c.did, "source": c.source, "ivr_digits": c.ivr_digits or None,
             "destination": c.destination, "agent": agents[-1] if agents else None,
             "start": _iso(c.start), "answer": _iso(c.answer), "end": _iso(c.end),
             "ring_seconds": round(c.ring_seconds, 3), "talk_seconds": round(c.talk_seconds, 3),
@@ -107,7 +108,8 @@ def standard_data(event: Event, agents_of_plan: frozenset[str] | set[str] = froz
     if isinstance(event, QueueEventBase):
         r = event.row
         return {"seq": event.seq, "call_id": r.call_id, "event": r.event, "queue": r.queue, "agent": r.agent,
-                "caller": r.caller, "did": r.did, "position": r.position, "wait_seconds": r.wait,
+                "caller": r.caller, "did": r.did, "ivr_digits": r.ivr or None, "position": r.position,
+                "wait_seconds": r.wait,
                 "talk_seconds": r.talk, "reason": r.reason, "state": r.state, "notes": r.notes, "at": _iso(r.at)}
     data = to_json(event)
     data.pop("type", None)

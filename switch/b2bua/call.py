@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from ...events import CdrRecord
+from ...events import IVR_DIGITS, CdrRecord
 from ...media.protocol import EndpointRef, MediaClient
 from ..core import IncomingRequest
 from ..sip.dialog import Dialog
@@ -177,6 +177,7 @@ class Call:
     recording_agent: str = ""
     recording_paused: bool = False
     vars: dict[str, str] = field(default_factory=dict)  # set by the IVR (priority, skill.X, language, …)
+    customer_e164: str = ""  # the customer's number (a trunk call's caller, or the number dialled out first)
     typed: list[tuple[str, float]] = field(default_factory=list)  # recent keys, for feature codes
     partner: Fork | None = None  # a call the switch placed: the leg dialled second, in the caller's place
     ended: asyncio.Event = field(default_factory=asyncio.Event)
@@ -210,7 +211,8 @@ class Call:
         common = dict(caller=self.caller, called=self.called, source=source, did=self.did,
                       destination=self.destination, disposition=disposition, sip_status=status,
                       q850_cause=self.cause, hangup_by=self.hangup_by, recording=self.recording,
-                      campaign=campaign, lead_id=lead_id)
+                      campaign=campaign, lead_id=lead_id, customer_e164=self.customer_e164,
+                      ivr_digits=self.vars.get(IVR_DIGITS, ""))
         a = self.rtp.get("a", {})
         b = self.rtp.get("b", {})
         out = [CdrRecord(self.id, "call", self.started, end, answer=self.answered_at, ring_seconds=round(ring, 3),
@@ -231,5 +233,6 @@ class Call:
                 sip_status=fork_status, q850_cause=q850_for(fork_status) if fork_status >= 300 else NORMAL_CLEARING,
                 hangup_by=self.hangup_by, rtp_rx=leg.get("rx"), rtp_lost=leg.get("lost"),
                 rtp_jitter_ms=leg.get("jitter_ms"), campaign=campaign, lead_id=lead_id,
+                customer_e164=self.customer_e164, ivr_digits=common["ivr_digits"],
             ))
         return out

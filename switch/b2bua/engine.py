@@ -16,6 +16,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ...config.schema import Action, Plan
+from ...e164 import customer_e164
 from ...events import (
     AmdResult,
     BeepDetected,
@@ -189,7 +190,8 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
         called = normalise(called_raw, plan.trunks.get(source)) if trunk else called_raw
         decision = Router(plan, self.overrides.forced).route(CallContext(to=called, caller=caller, source=source))
         call = Call(id=req.call_id, inc=inc, caller=caller, called=called, source=source,
-                    did=called if trunk else "", caller_name=caller_name, record=decision.record)
+                    did=called if trunk else "", caller_name=caller_name, record=decision.record,
+                    customer_e164=customer_e164(caller, plan.trunks[source].country_code) if trunk else "")
         if call.id in self.calls:
             return self.core.make_response(inc, 482)  # a loop back to us
         if trunk is not None and self.trunks is not None:
@@ -327,6 +329,8 @@ class B2BUA(InDialogMixin, TransferMixin, MediaOpsMixin, ConnectMixin, Originate
         shown = call.presented or call.caller
         if trunk is not None:
             t = plan.trunks[trunk]
+            if not call.customer_e164:  # an outgoing call: the customer is the first number dialled out
+                call.customer_e164 = customer_e164(to_user, t.country_code)
             from_user = t.username or shown
             from_host = t.host
             to_uri = f"<sip:{to_user}@{t.host}>"

@@ -29,7 +29,8 @@ SUNDAY_10 = datetime(2026, 11, 22, 10, 0, tzinfo=ROME)
 
 PLAN = """\
 trunks:
-  carrier: {{host: 127.0.0.10, port: 5999, allow_from: ["127.0.0.10/32"], dids: ["88005553535"], qualify: 0}}
+  carrier: {{host: 127.0.0.10, port: 5999, allow_from: ["127.0.0.10/32"], dids: ["88005553535"], qualify: 0,
+           country_code: "7"}}
 schedules:
   office: {{timezone: Europe/Rome, open: {{mon-fri: "09:00-18:00"}}, holidays: ["2026-12-25"]}}
 routes:
@@ -111,8 +112,11 @@ def test_open_hours_menu_to_queue_to_agent(sw, tmp_path):
     assert kinds[:3] == ["ENTER", "RING", "CONNECT"] and kinds[-1] == "COMPLETE"
     assert events[0]["queue"] == "sales" and events[0]["did"] == "88005553535" and events[0]["caller"] == "84951234567"
     assert events[2]["agent"] == "1002"
+    assert [e["ivr"] for e in events[:3]] == ["1", "1", "1"]  # the key pressed, on the agent's call card
     row = wait_for(lambda: cdr(sw), 5)[0]
     assert row["destination"] == "extension:1002" and row["disposition"] == "ANSWERED"
+    # the CDR keeps what the caller keyed and the caller's number in E.164 (8 495… from a +7 trunk)
+    assert row["ivr_digits"] == "1" and row["caller"] == "84951234567" and row["customer_e164"] == "+74951234567"
     snap = sw.call(lambda: _snapshot(sw))
     assert snap["queues"]["sales"]["answered"] == 1 and snap["queues"]["sales"]["offered"] == 1
     assert snap["agents"]["1002"]["calls"] == 1
@@ -176,6 +180,8 @@ def test_invalid_keys_are_retried_then_a_valid_one_routes(sw, tmp_path):
     agent.wait(10)
     events = wait_for(lambda: (ev := queue_log(sw)) and ev[-1]["event"] == "COMPLETE" and ev, 10)
     assert events[0]["queue"] == "support" and events[2]["agent"] == "1003"
+    assert events[0]["ivr"] == "2"  # the invalid 7 was not a choice
+    assert wait_for(lambda: cdr(sw), 5)[0]["ivr_digits"] == "2"
 
 
 def test_no_valid_key_after_retries_says_goodbye(sw, tmp_path):

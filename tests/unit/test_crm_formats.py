@@ -34,7 +34,8 @@ def answered_queue_call() -> CallEnded:
         CdrRecord("c-answered", "call", T0, T0 + 110, "ANSWERED", answer=T0 + 1, talk_seconds=109.0,
                   caller="+74951234567", called="88001234567", source="trunk:provider", did="88001234567",
                   destination="queue:sales", sip_status=200, hangup_by="caller",
-                  recording="/var/lib/centralino/recordings/c-answered.wav"),
+                  recording="/var/lib/centralino/recordings/c-answered.wav", customer_e164="+74951234567",
+                  ivr_digits="1,2"),
         CdrRecord("c-answered", "a", T0, T0 + 110, "ANSWERED", answer=T0 + 1, caller="+74951234567",
                   source="trunk:provider"),
         CdrRecord("c-answered", "b", T0 + 12, T0 + 110, "NO ANSWER", caller="+74951234567",
@@ -47,8 +48,8 @@ def answered_queue_call() -> CallEnded:
 def abandoned_queue_call() -> CallEnded:
     return CallEnded(call_id="c-abandoned", at=T0 + 40, seq=42, records=(
         CdrRecord("c-abandoned", "call", T0, T0 + 40, "ANSWERED", answer=T0 + 1, talk_seconds=39.0,
-                  caller="+74957654321", called="88001234567", source="trunk:provider", did="88001234567",
-                  destination="queue:sales", sip_status=200, hangup_by="caller"),
+                  caller="84957654321", called="88001234567", source="trunk:provider", did="88001234567",
+                  destination="queue:sales", sip_status=200, hangup_by="caller", customer_e164="+74957654321"),
         CdrRecord("c-abandoned", "b", T0 + 5, T0 + 40, "CANCELLED", caller="+74957654321",
                   destination="extension:1003", sip_status=487),
     ))
@@ -63,7 +64,7 @@ def busy_outbound_call() -> CallEnded:
 
 def connected() -> QueueConnected:
     return QueueConnected(at=T0 + 15, seq=40, row=QueueLogRow(
-        T0 + 15, "CONNECT", "c-answered", "sales", "1002", "+74951234567", "88001234567", wait=14.0))
+        T0 + 15, "CONNECT", "c-answered", "sales", "1002", "+74951234567", "88001234567", wait=14.0, ivr="1,2"))
 
 
 CASES = {
@@ -119,6 +120,7 @@ def test_amocrm_calls_say_what_a_crm_needs():
     assert call["link"].startswith("https://pbx.example.com/api/v1/cdr/c-answered/recording?expires=")
     (missed,) = got["abandoned"]
     assert missed["call_status"] == 6 and missed["duration"] == 0 and missed["responsible_user_id"] == 9000
+    assert missed["phone"] == "+74957654321"  # the caller wrote 8 495…: the CDR's E.164 form goes to the CRM
     assert "link" not in missed
     (busy,) = got["outbound-busy"]
     assert busy["direction"] == "outbound" and busy["phone"] == "+79161112233" and busy["call_status"] == 7
@@ -146,3 +148,13 @@ def test_the_plan_checks_what_each_format_needs():
         Webhook(url="https://crm.example.com/hook")
     assert BITRIX.method_url("telephony.externalcall.finish") == \
         "https://acme.bitrix24.ru/rest/1/k3y/telephony.externalcall.finish.json"
+
+
+def test_standard_payload_names_the_customer_in_e164_and_the_ivr_keys():
+    got = payloads(STANDARD)
+    data = got["answered"]["data"]
+    assert data["customer_e164"] == "+74951234567" and data["ivr_digits"] == "1,2"
+    assert data["queue"] == "sales" and data["wait_seconds"] == 14.0
+    abandoned = got["abandoned"]["data"]
+    assert abandoned["caller"] == "84957654321" and abandoned["customer_e164"] == "+74957654321"
+    assert abandoned["ivr_digits"] is None

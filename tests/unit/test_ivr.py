@@ -95,3 +95,23 @@ def test_unknown_nodes_queues_and_prompts_are_load_errors_with_lines():
     with pytest.raises(PlanInvalid, match="exactly one of play, menu"):
         parse_plan_text(GRAPH.replace("{set: {language: en}, next: account}",
                                       "{set: {language: en}, play: welcome, next: account}"), "plan.yaml")
+
+
+def test_the_callers_keys_are_kept_in_order_and_secrets_masked():
+    """Menu choices and collected entries go to the ``ivr_digits`` variable (the CDR, the agent's
+    call card and the webhooks read it); an invalid key is not a choice; a ``secret`` entry is '*'."""
+    from centralino.ivr.engine import ScriptedPort, Walk, compile_flow, run_flow
+
+    plan = parse_plan_text(GRAPH, "plan.yaml").plan
+    variables: dict[str, str] = {}
+    asyncio.run(run_flow(plan, compile_flow("main", plan.ivr["main"]), ScriptedPort(at(23, 10), "729123#"),
+                         variables, Walk()))
+    assert variables["ivr_digits"] == "2,9123" and variables["account"] == "9123"
+    secret = GRAPH.replace("min_digits: 4, max_digits: 6}", "min_digits: 4, max_digits: 6, secret: true}")
+    plan = parse_plan_text(secret, "plan.yaml").plan
+    variables = {}
+    walk = Walk()
+    asyncio.run(run_flow(plan, compile_flow("main", plan.ivr["main"]), ScriptedPort(at(23, 10), "19123#"),
+                         variables, walk))
+    assert variables["ivr_digits"] == "1,*" and variables["account"] == "9123"  # the flow itself still has it
+    assert "main/account: collected account=*" in walk.trace and not any("9123" in t for t in walk.trace)

@@ -10,7 +10,7 @@ function show(next) {
     dl.append(el("dt", {}, k), el("dd", { "data-field": k }, String(v)));
   const crm = document.getElementById("crm");
   if (who.crm_url && card.caller) {
-    crm.href = who.crm_url.replace(/\{(caller|did|queue|call)\}/g, (_, k) => encodeURIComponent(card[k] || ""));
+    crm.href = who.crm_url.replace(/\{(caller|did|queue|call|ivr)\}/g, (_, k) => encodeURIComponent(card[k] || ""));
     crm.hidden = false;
   } else crm.hidden = true;
 }
@@ -83,14 +83,14 @@ async function act(action, reason) {
 function onEvent(ev) {
   const row = ev.row || {};
   if (ev.type === "queue.agent_rung" && row.event === "RING")
-    show({ state: "ringing", caller: row.caller, did: row.did, queue: row.queue, wait: C.fmtSeconds(row.wait), call: row.call_id });
+    show({ state: "ringing", caller: row.caller, did: row.did, ivr: row.ivr, queue: row.queue, wait: C.fmtSeconds(row.wait), call: row.call_id });
   else if (ev.type === "queue.connected") {
     const campaignCall = lead && lead.call_id === row.call_id;
     document.getElementById("transfer-box").hidden = false;
     document.getElementById("transferred").textContent = "";
     if (!campaignCall) {
       lead = null;
-      show({ state: "talking", caller: row.caller, did: row.did, queue: row.queue, wait: C.fmtSeconds(row.wait), call: row.call_id });
+      show({ state: "talking", caller: row.caller, did: row.did, ivr: row.ivr, queue: row.queue, wait: C.fmtSeconds(row.wait), call: row.call_id });
       const q = desk.queues[row.queue] || {};
       startScript(q.script);
       offerDispositions(q.dispositions, true);
