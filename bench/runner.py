@@ -302,11 +302,31 @@ def _measure(name: str, work: Path, args: argparse.Namespace, criteria: Criteria
             if any(t.proc.poll() is not None for t in targets):
                 print(f"{name} exited during the run", file=sys.stderr)
                 break
+            row["settle_s"] = _settle(targets)
+            print(f"  (idle again after {row['settle_s']:g} s)", file=sys.stderr, flush=True)
     finally:
         for t in targets:
             t.stop()
     best = best_rate(history, criteria)
     return {"steps": rows, "best": asdict(best) if best else None}
+
+
+SETTLE_CPU = 0.10  # a target is idle again below 10 % of a core
+SETTLE_MAX = 45.0  # seconds: past the longest SIP timer (32 s) of a step's last calls
+
+
+def _settle(targets: list[peers.Target]) -> float:
+    """Wait until the targets are idle again before the next step, so each step starts from the
+    same state: after an overloaded step, retransmissions and half-set-up calls keep a target busy
+    for up to 32 s, and a step begun meanwhile would measure that step's load plus the last one's
+    (the same wait for every target). Returns the seconds waited."""
+    start = time.monotonic()
+    while time.monotonic() - start < SETTLE_MAX:
+        cpu0, t0 = _cpu_of(targets), time.monotonic()
+        time.sleep(1.0)
+        if (_cpu_of(targets) - cpu0) / (time.monotonic() - t0) < SETTLE_CPU:
+            break
+    return round(time.monotonic() - start, 1)
 
 
 def _cpu_of(targets: list[peers.Target]) -> float:

@@ -7,6 +7,7 @@ import logging
 import time
 from typing import Any
 
+from ...config.schema import Action
 from ...events import CallTransferred
 from ..core import IncomingRequest
 from ..router import CallContext, Router
@@ -14,7 +15,7 @@ from ..sip.dialog import Dialog
 from ..sip.errors import RemoteProtocolError
 from ..sip.headers import parse_name_addr
 from ..sip.message import Response
-from ..sip.uri import URI, unescape
+from ..sip.uri import URI, parse_uri, unescape
 from .call import Call, CallState, Fork, ForkState
 from .indialog import audio_target_of
 from .sdp_anchor import anchor
@@ -53,7 +54,7 @@ class TransferMixin:
         self.core.send_response(inc, self.core.make_response(inc, 202))  # before the first NOTIFY
         fork.refer = req
         self._notify(fork, "SIP/2.0 100 Trying", terminated=False)
-        if not self._ring_transfer_target(call, fork, target):
+        if not await self._ring_transfer_target(call, fork, target):
             self._notify(fork, "SIP/2.0 480 Temporarily Unavailable", terminated=True)
         return None
 
@@ -67,16 +68,24 @@ class TransferMixin:
             return 409
         if any(f.transfer_of is fork for f in call.live_forks()):
             return 409
-        return 202 if self._ring_transfer_target(call, fork, target) else 480
+        return 202 if await self._ring_transfer_target(call, fork, target) else 480
 
-    def _ring_transfer_target(self, call: Call, fork: Fork, target: str) -> bool:
-        """Ring what the plan routes ``target`` to (its extensions' contacts) on behalf of
-        ``fork``; False when there is no contact to ring."""
+    async def _ring_transfer_target(self, call: Call, fork: Fork, target: str) -> bool:
+        """Ring what the plan routes ``target`` to on behalf of ``fork``: its extensions'
+        contacts, or an outside number through the route's trunk (the first of its list that is
+        up and has a free channel). False when there is nobody to ring."""
         plan = self.plan_of()
-        decision = Router(plan, self.overrides.forced).route(CallContext(to=target, caller=call.caller, source=call.source))
-        dial = decision.action.dial
+        # routed as the transferor would dial it: an agent may transfer to what the agent may call
+        # (a leg that is no extension transfers with the call's own source)
+        kind, _, ext = fork.destination.partition(":")
+        who = CallContext(to=target, caller=ext, source="extension") if kind == "extension" and ext in plan.extensions \
+            else CallContext(to=target, caller=call.caller, source=call.source)
+        action = Router(plan, self.overrides.forced).route(who).action
+        dial = action.dial
         if not dial and target in plan.extensions:
             dial = target  # an extension's own number reaches it even where no route dials it
+        if not dial and action.trunk:
+            return await self._transfer_out(call, fork, action, target)
         bindings = [(t, b) for t in (dial or "").split(",") if t in plan.extensions
                     for b in self.location.lookup(t, time.time())]
         if not bindings:
@@ -88,6 +97,29 @@ class TransferMixin:
             assert isinstance(uri, URI)
             self._fork(call, uri, b.target(), destination=f"extension:{ext}", to_user=ext, transfer_of=fork)
         return True
+
+    async def _transfer_out(self, call: Call, fork: Fork, action: Action, target: str) -> bool:
+        """A transfer to an outside number: one leg through the route's first usable trunk (the
+        call's channel count and the trunk's credentials apply as for any outgoing leg)."""
+        plan = self.plan_of()
+        number = action.number or target
+        for name in action.trunk if isinstance(action.trunk, list) else [action.trunk]:
+            if not name or name not in plan.trunks:
+                continue
+            flow = await self._trunk_channel(call, name)
+            if flow is None:
+                continue
+            if call.state is not CallState.ANSWERED or call.answered is not fork:
+                return False  # the call ended or changed while the trunk was looked up
+            t = plan.trunks[name]
+            uri = parse_uri(f"sip:{number}@{t.host}:{t.port}")
+            assert isinstance(uri, URI)
+            call.transfers += 1
+            log.info("call %s: %s transfers the caller to %s via trunk %s", call.id, fork.destination, number, name)
+            self._fork(call, uri, flow, destination=f"trunk:{name}:{number}", to_user=number, trunk=name,
+                       transfer_of=fork)
+            return True
+        return False
 
     async def _attended_transfer(self, inc: IncomingRequest, call: Call, transferor: Fork,
                                  replaces: str) -> Response | None:
@@ -191,6 +223,9 @@ class TransferMixin:
             if status > 100 and self._fork_provisional(new):
                 self._notify(transferor, f"SIP/2.0 {status} {resp.reason}", terminated=False)
             return
+        if (status in (401, 407) and new.trunk and new.auth_attempts < 2
+                and new.state is not ForkState.DONE and self._retry_with_credentials(new, resp)):
+            return  # the trunk asked for its credentials: the same leg again, authorised
         if status >= 300:
             new.state, new.status = ForkState.DONE, status
             if not [f for f in call.live_forks() if f.transfer_of is transferor]:
